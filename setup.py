@@ -1,0 +1,29 @@
+"""modify_ms: MODIFY (ICASSP 2023) and its baselines in MindSpore."""
+from setuptools import find_packages, setup
+
+setup(
+    name="modify_ms",
+    version="0.1.0",
+    description="MODIFY face stylization without style images, in MindSpore, with baselines and PyTorch weight importers",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9,<3.12",
+    packages=find_packages(include=["modify_ms*", "baselines_ms*", "weights_convert*"]),
+    install_requires=[
+        "mindspore==2.10.0",
+        "numpy>=1.22,<2",  # NumPy 2 breaks MindSpore 2.10 (Tensor.reshape raises SystemError)
+        "mindcv==0.3.0",
+        "opencv-python>=4.5,<5",
+        "pyyaml>=5.4",
+        "scipy>=1.7",
+        "pillow>=9",
+        "tqdm>=4.60",
+        "scikit-image>=0.19",  # bundled real photos (astronaut, lfw_subset)
+        "matplotlib>=3.5",  # bundled real photo (grace_hopper.jpg)
+    ],
+    extras_require={
+        # torch is only the numerical reference in tests, never imported at run time.
+        "test": ["pytest>=7", "torch==2.13.0"],
+        "align": ["dlib-bin>=19.24", "face-recognition-models>=0.3.0"],
+    },
+)
