@@ -1,0 +1,1 @@
+"""Networks: StyleGAN2 generator/discriminator, encoders, remapping network, MODIFY composition."""
