@@ -1,0 +1,1 @@
+"""Losses: LPIPS, ArcFace identity, adversarial."""
