@@ -1,0 +1,168 @@
+"""``python -m weights_convert``: inspect and convert PyTorch checkpoints.
+
+Subcommands
+-----------
+``inspect FILE``
+    Format (zip / legacy / nvlabs-pkl), top-level keys, tensor and value
+    counts, and the layout of every state_dict found, detected by the
+    ``detect_layout`` function of each importer module and by exact key/shape
+    comparison with ``fixtures/checkpoint_key_manifests.json`` when present.
+``stylegan2 SRC DST [--which g_ema|g|d] [--size N] [--channel-multiplier M]``
+    rosinality .pt or stylegan2-ada .pkl (auto-detected) -> MindSpore .ckpt.
+
+Adding an importer: put a module in :data:`IMPORTERS` (subcommand -> module
+name). The module provides ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int`` (exit code), and may provide
+``detect_layout(state_dict) -> str | None`` for ``inspect``.
+
+Errors (unreadable file, keys that do not map, bad arguments) are printed as
+ONE line on stderr, exit code 2, no traceback.
+"""
+import argparse
+import importlib
+import json
+import os
+import sys
+
+os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
+
+# subcommand -> module (relative to this package) implementing HELP/add_arguments/run
+IMPORTERS = {
+    "stylegan2": "weights_convert.stylegan2",
+}
+
+MANIFESTS_ENV = "MODIFY_MS_KEY_MANIFESTS"  # optional path to checkpoint_key_manifests.json
+
+
+def _manifests():
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    candidates = [os.environ.get(MANIFESTS_ENV, ""),
+                  os.path.join(os.path.dirname(here), "shared", "fixtures", "checkpoint_key_manifests.json")]
+    for path in candidates:
+        if path and os.path.isfile(path):
+            with open(path, encoding="utf-8") as fh:
+                return json.load(fh)
+    return {}
+
+
+def _state_dicts(obj):
+    """[(label, {key: array})] for the state_dicts inside a loaded checkpoint."""
+    import numpy as np
+
+    def is_sd(x):
+        return isinstance(x, dict) and x and all(isinstance(v, np.ndarray) for v in x.values())
+
+    if is_sd(obj):
+        return [("(top level)", obj)]
+    found = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if is_sd(v):
+                found.append((str(k), v))
+            elif isinstance(v, dict) and any(is_sd(x) for x in v.values()):
+                found.extend((f"{k}.{kk}", vv) for kk, vv in v.items() if is_sd(vv))
+    return found
+
+
+def _detectors():
+    out = []
+    for name in IMPORTERS.values():
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(module, "detect_layout"):
+            out.append((name, module.detect_layout))
+    return out
+
+
+def describe_layouts(sd, manifests=None):
+    """Layout names matching a state_dict (exact manifest matches first)."""
+    import numpy as np
+
+    manifests = _manifests() if manifests is None else manifests
+    keys = {k for k in sd if "num_batches_tracked" not in k}
+    found = []
+    for name, manifest in manifests.items():
+        mkeys = {k for k in manifest if "num_batches_tracked" not in k}
+        if keys == mkeys and all(tuple(np.shape(sd[k])) == tuple(manifest[k]) for k in keys):
+            found.append(f"{name} (exact keys and shapes)")
+    for _, detect in _detectors():
+        try:
+            label = detect(sd)
+        except Exception:  # a detector failing on a foreign layout just does not match
+            label = None
+        if label:
+            found.append(label)
+    return found
+
+
+def cmd_inspect(args):
+    import numpy as np
+
+    from .torch_pickle import detect_format, load_torch_file
+
+    fmt = detect_format(args.file)
+    if fmt == "pickle":
+        from .nvlabs_pkl import load_nvlabs_pkl
+
+        loaded = load_nvlabs_pkl(args.file)
+        print(f"{args.file}: nvlabs-pkl")
+        meta = loaded.pop("meta")
+        print("  networks: " + ", ".join(loaded) + "; other keys: " + ", ".join(meta.get("other_keys", [])))
+        print("  " + ", ".join(f"{k}={meta[k]}" for k in ("z_dim", "w_dim", "c_dim", "img_resolution") if k in meta))
+        parts = list(loaded.items())
+    else:
+        obj = load_torch_file(args.file, progress=True)
+        print(f"{args.file}: {fmt} torch.save file")
+        if isinstance(obj, dict):
+            print("  top-level keys: " + ", ".join(map(str, obj)))
+        else:
+            print(f"  top level: {type(obj).__name__}")
+        parts = _state_dicts(obj)
+    if not parts:
+        print("  no state_dict found")
+    for label, sd in parts:
+        total = int(sum(np.size(v) for v in sd.values()))
+        print(f"  [{label}] {len(sd)} tensors, {total:,} values")
+        layouts = describe_layouts(sd)
+        for name in layouts or ["unknown layout"]:
+            print(f"      layout: {name}")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m weights_convert", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("inspect", help="show format, keys and detected layout of a checkpoint")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_inspect)
+    for name, module_name in IMPORTERS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(func=module.run)
+    return parser
+
+
+def main(argv=None):
+    from .errors import CheckpointError, MappingError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CheckpointError, MappingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: MindSpore prints "Exception ignored in Cell.__del__" noise there.
+    os._exit(code)
