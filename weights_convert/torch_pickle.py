@@ -115,6 +115,9 @@ class InertObject(dict):
 
     inert_module = ""
     inert_name = ""
+    args = ()  # class defaults: NEWOBJ builds instances without calling __init__
+    kwargs = {}
+    state = None
 
     def __init__(self, *args, **kwargs):
         super().__init__()

@@ -1,0 +1,222 @@
+"""weights_convert.nvlabs_pkl: stylegan2-ada network pickles read without running their code.
+
+The pickle is built here with real torch modules laid out like stylegan2-ada's
+(tiny: 8x8, 16 channels) and an emulation of ``torch_utils.persistence``:
+each network pickles as ``_reconstruct_persistent_obj(meta)`` with
+``module_src`` source code that would create a sentinel file if executed (and
+the emulated ``_reconstruct_persistent_obj`` does execute it, like the real
+one imports it). The reader must return the same state_dicts as torch's
+``state_dict()`` and the sentinel must never appear.
+"""
+import os
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from weights_convert import stylegan2 as sg2
+from weights_convert.__main__ import main as cli_main
+from weights_convert.errors import CheckpointError
+from weights_convert.nvlabs_pkl import load_nvlabs_pkl
+
+S, C, RES = 16, 16, 8  # style dim, channels, resolution
+
+
+class _EasyDict(dict):
+    """Stand-in for dnnlib.EasyDict (pickled by reference, never imported by the reader)."""
+
+
+def _persistent_reconstruct(meta):
+    """What torch_utils.persistence does: import the pickled source. Runs the sentinel code."""
+    exec(compile(meta["module_src"], "<persistent>", "exec"), {})
+    raise AssertionError("the reader executed pickled source code")
+
+
+class _Persistent(torch.nn.Module):
+    """A torch module that pickles the way stylegan2-ada's persistent classes do."""
+
+    module_src = ""
+
+    def __init__(self, class_name, **init_kwargs):
+        super().__init__()
+        self._orig_class_name = class_name
+        self._init_args = ()
+        self._init_kwargs = dict(init_kwargs)
+        for key, value in init_kwargs.items():
+            if isinstance(value, (int, float)):
+                setattr(self, key, value)
+
+    def __reduce__(self):
+        meta = dict(type="class", version=4, module_src=self.module_src,
+                    class_name=self._orig_class_name, state=dict(self.__dict__))
+        return (_persistent_reconstruct, (meta,))
+
+
+def _filter():
+    k = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    k = k[:, None] * k[None, :]
+    return k / k.sum()
+
+
+def _module(class_name, params=(), buffers=(), children=(), **init_kwargs):
+    mod = _Persistent(class_name, **init_kwargs)
+    for name, shape in params:
+        mod.register_parameter(name, torch.nn.Parameter(torch.randn(shape)))
+    for name, value in buffers:
+        mod.register_buffer(name, value)
+    for name, child in children:
+        mod.add_module(name, child)
+    return mod
+
+
+def _fc(i, o):
+    return _module("FullyConnectedLayer", [("weight", (o, i)), ("bias", (o,))], bias_gain=0.01)
+
+
+def _layer(i, o, res):
+    return _module("SynthesisLayer", [("weight", (o, i, 3, 3)), ("noise_strength", ()), ("bias", (o,))],
+                   [("resample_filter", _filter()), ("noise_const", torch.randn(res, res))],
+                   [("affine", _fc(S, i))])
+
+
+def _torgb(i):
+    return _module("ToRGBLayer", [("weight", (3, i, 1, 1)), ("bias", (3,))], children=[("affine", _fc(S, i))])
+
+
+def _conv(i, o, k, bias=True):
+    return _module("Conv2dLayer", [("weight", (o, i, k, k))] + ([("bias", (o,))] if bias else []),
+                   [("resample_filter", _filter())])
+
+
+def _generator():
+    mapping = _module("MappingNetwork", buffers=[("w_avg", torch.randn(S))],
+                      children=[("fc0", _fc(S, S)), ("fc1", _fc(S, S))], z_dim=S, w_dim=S, num_layers=2)
+    b4 = _module("SynthesisBlock", [("const", (C, 4, 4))], [("resample_filter", _filter())],
+                 [("conv1", _layer(C, C, 4)), ("torgb", _torgb(C))])
+    b8 = _module("SynthesisBlock", buffers=[("resample_filter", _filter())],
+                 children=[("conv0", _layer(C, C, 8)), ("conv1", _layer(C, C, 8)), ("torgb", _torgb(C))])
+    synthesis = _module("SynthesisNetwork", children=[("b4", b4), ("b8", b8)], w_dim=S, img_resolution=RES)
+    return _module("Generator", children=[("synthesis", synthesis), ("mapping", mapping)],
+                   z_dim=S, c_dim=0, w_dim=S, img_resolution=RES, img_channels=3,
+                   mapping_kwargs=_EasyDict(num_layers=2))
+
+
+def _discriminator():
+    b8 = _module("DiscriminatorBlock", buffers=[("resample_filter", _filter())], children=[
+        ("fromrgb", _conv(3, C, 1)), ("conv0", _conv(C, C, 3)), ("conv1", _conv(C, C, 3)),
+        ("skip", _conv(C, C, 1, bias=False))])
+    b4 = _module("DiscriminatorEpilogue", children=[
+        ("conv", _conv(C + 1, C, 3)), ("fc", _fc(C * 16, C)), ("out", _fc(C, 1))])
+    return _module("Discriminator", children=[("b8", b8), ("b4", b4)], c_dim=0, img_resolution=RES)
+
+
+@pytest.fixture(scope="module")
+def fake_pickle(tmp_path_factory):
+    """(path, sentinel, {'G_ema': torch module, 'G': ..., 'D': ...})."""
+    import pickle
+
+    d = tmp_path_factory.mktemp("nvlabs")
+    sentinel = d / "SENTINEL"
+    _Persistent.module_src = f"open({str(sentinel)!r}, 'w').close()\n"
+    fake_modules = {"torch_utils": types.ModuleType("torch_utils"),
+                    "torch_utils.persistence": types.ModuleType("torch_utils.persistence"),
+                    "dnnlib": types.ModuleType("dnnlib"), "dnnlib.util": types.ModuleType("dnnlib.util")}
+    fake_modules["torch_utils.persistence"]._reconstruct_persistent_obj = _persistent_reconstruct
+    fake_modules["dnnlib.util"].EasyDict = _EasyDict
+    saved = {n: (getattr(obj, "__module__"), getattr(obj, "__qualname__"))
+             for n, obj in (("f", _persistent_reconstruct), ("e", _EasyDict))}
+    _persistent_reconstruct.__module__, _persistent_reconstruct.__qualname__ = (
+        "torch_utils.persistence", "_reconstruct_persistent_obj")
+    _EasyDict.__module__, _EasyDict.__qualname__ = "dnnlib.util", "EasyDict"
+    sys.modules.update(fake_modules)
+    try:
+        torch.manual_seed(0)
+        nets = {"G": _generator(), "D": _discriminator(), "G_ema": _generator()}
+        for net in nets.values():
+            net.eval().requires_grad_(False)
+        data = dict(nets, augment_pipe=None,
+                    training_set_kwargs=_EasyDict(path="ffhq.zip", resolution=RES), cur_nimg=1000)
+        path = d / "network-snapshot.pkl"
+        with open(path, "wb") as fh:
+            pickle.dump(data, fh)
+    finally:
+        _persistent_reconstruct.__module__, _persistent_reconstruct.__qualname__ = saved["f"]
+        _EasyDict.__module__, _EasyDict.__qualname__ = saved["e"]
+        for name in fake_modules:
+            sys.modules.pop(name, None)
+    yield str(path), sentinel, nets, fake_modules
+
+
+def test_reads_state_dicts_without_running_code(fake_pickle):
+    path, sentinel, nets, fake_modules = fake_pickle
+    sys.modules.update(fake_modules)  # the would-be code is importable: the reader must still not use it
+    try:
+        loaded = load_nvlabs_pkl(path)
+    finally:
+        for name in fake_modules:
+            sys.modules.pop(name, None)
+    assert not sentinel.exists()
+    for name, net in nets.items():
+        expected = net.state_dict()
+        assert list(loaded[name]) == list(expected), name  # torch's state_dict order
+        for key, value in expected.items():
+            got = loaded[name][key]
+            assert got.dtype == np.float32 and got.shape == tuple(value.shape), key
+            assert got.tobytes() == value.numpy().tobytes(), key
+    meta = loaded["meta"]
+    assert (meta["z_dim"], meta["w_dim"], meta["img_resolution"], meta["c_dim"]) == (S, S, RES, 0)
+    assert meta["networks"]["G_ema"]["class_name"] == "Generator"
+    assert meta["networks"]["G_ema"]["init_kwargs"]["mapping_kwargs"] == {"num_layers": 2}
+    assert set(meta["other_keys"]) == {"augment_pipe", "training_set_kwargs", "cur_nimg"}
+
+
+def test_torch_save_file_is_not_an_nvlabs_pickle(tmp_path):
+    path = str(tmp_path / "x.pt")
+    torch.save({"a": torch.ones(1)}, path)
+    with pytest.raises(CheckpointError, match="not an NVlabs network pickle"):
+        load_nvlabs_pkl(path)
+
+
+def test_other_code_in_the_pickle_is_refused(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'SENTINEL'}",))
+
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": Evil()}))
+    with pytest.raises(CheckpointError, match="refused to unpickle 'posix.system'"):
+        load_nvlabs_pkl(str(path))
+    assert not (tmp_path / "SENTINEL").exists()
+
+
+@pytest.mark.parametrize("which, arch", [("g_ema", "Generator"), ("d", "Discriminator")])
+def test_convert_ada_pickle(tmp_path, fake_pickle, capsys, which, arch):
+    path, sentinel, nets, _ = fake_pickle
+    dst = str(tmp_path / f"{which}.ckpt")
+    assert cli_main(["stylegan2", path, dst, "--which", which]) == 0
+    assert "nvlabs-ada" in capsys.readouterr().out
+    model, meta = sg2.build_from_checkpoint(dst)  # strict load into the MindSpore model
+    assert meta["arch"] == arch and meta["source_layout"] == "nvlabs-ada"
+    params = {n: p.asnumpy() for n, p in model.parameters_and_names()}
+    sd = {k: v.numpy() for k, v in nets["G_ema" if which == "g_ema" else "D"].state_dict().items()}
+    if which == "g_ema":
+        assert meta["kwargs"] == dict(size=RES, style_dim=S, n_mlp=2, channel_multiplier=2, channel_max=C,
+                                      lr_mlp=0.01)
+        checks = {"latent_avg": "mapping.w_avg", "style.2.weight": "mapping.fc1.weight",
+                  "input.input": "synthesis.b4.const", "convs.1.conv.weight": "synthesis.b8.conv1.weight",
+                  "noises.noise_2": "synthesis.b8.conv1.noise_const", "to_rgbs.0.bias": "synthesis.b8.torgb.bias",
+                  "convs.0.noise.weight": "synthesis.b8.conv0.noise_strength"}
+    else:
+        checks = {"convs.0.0.weight": "b8.fromrgb.weight", "convs.1.skip.1.weight": "b8.skip.weight",
+                  "final_conv.0.weight": "b4.conv.weight", "final_linear.1.weight": "b4.out.weight"}
+    for target, source in checks.items():
+        np.testing.assert_array_equal(params[target].ravel(), sd[source].ravel(), err_msg=target)
+    assert cli_main(["inspect", path]) == 0
+    out = capsys.readouterr().out
+    assert "nvlabs-pkl" in out and "stylegan2-ada Generator size=8" in out
+    assert "stylegan2-ada Discriminator size=8" in out
+    assert not sentinel.exists()
