@@ -153,7 +153,7 @@ def test_zip_and_file_list_sources_match_the_folder(index_folder, tmp_path):
 
 
 def test_worker_processes(index_folder):
-    _, threads = _epochs(_cfg(index_folder, num_workers=2, resampled_real=True), 1)
+    _, threads = _epochs(_cfg(index_folder, num_workers=2, resampled_real=True, multiprocessing=False), 1)
     _, procs = _epochs(_cfg(index_folder, num_workers=2, resampled_real=True, multiprocessing=True), 1)
     for (a, ra), (b, rb) in zip(threads[0], procs[0]):
         np.testing.assert_array_equal(a, b)

@@ -228,3 +228,14 @@ def test_folder_skips_bad_files_with_reasons(tmp_path):
     # the header check cannot see truncated pixel data; the full check can
     assert "cut.jpg" in [os.path.basename(n) for n in header.names]
     assert len(header.skipped) == 3
+
+
+def test_jpeg_reduced_decoding_keeps_both_sides_large_enough(tmp_path):
+    ys, xs = np.mgrid[0:600, 0:1000]
+    img = np.stack([xs % 256, ys % 256, (xs + ys) % 256], axis=2).astype(np.uint8)
+    save_image_atomic(str(tmp_path / "big.jpg"), img)
+    save_image_atomic(str(tmp_path / "big.png"), img)
+    reduced = decode_image(str(tmp_path / "big.jpg"), reduce_to=140)
+    assert reduced.shape == (150, 250, 3)  # 1/4 scale: the smallest DCT scale with both sides >= 140
+    assert decode_image(str(tmp_path / "big.jpg"), reduce_to=200).shape == (300, 500, 3)
+    assert decode_image(str(tmp_path / "big.png"), reduce_to=140).shape == (600, 1000, 3)

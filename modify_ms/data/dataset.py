@@ -91,7 +91,7 @@ class ImageDataset:
         return len(self.source)
 
     def image(self, index: int, flip: int) -> np.ndarray:
-        img = fit_square(self.source.read(index), self.size, self.crop)
+        img = fit_square(self.source.read(index, reduce_to=self.size), self.size, self.crop)
         if flip:
             img = img[:, ::-1]
         return to_model_array(img)

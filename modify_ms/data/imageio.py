@@ -78,10 +78,12 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img)
 
 
-def decode_image(source: Union[str, bytes], name: str = "") -> np.ndarray:
+def decode_image(source: Union[str, bytes], name: str = "", reduce_to: int = 0) -> np.ndarray:
     """Decode a file path or encoded bytes into an upright RGB uint8 (H, W, 3) array.
 
     ``name`` is what error messages call the input (defaults to the path).
+    ``reduce_to``: the caller only needs both sides >= reduce_to, so JPEGs may be
+    decoded at 1/2, 1/4 or 1/8 scale (DCT scaling: about 3x faster for 1024 -> 256).
     """
     label = name or (source if isinstance(source, str) else "<bytes>")
     if isinstance(source, str):
@@ -106,6 +108,8 @@ def decode_image(source: Union[str, bytes], name: str = "") -> np.ndarray:
                 if min(width, height) < MIN_SIDE:
                     raise ImageReadError(label, f"image is {width}x{height}, smaller than the "
                                          f"{MIN_SIDE} px minimum side")
+                if reduce_to and img.format == "JPEG":
+                    img.draft(None, (reduce_to, reduce_to))  # keeps both sides >= reduce_to
                 img.load()
                 img = ImageOps.exif_transpose(img) or img
                 rgb = _to_rgb(img)

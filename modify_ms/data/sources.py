@@ -35,8 +35,9 @@ class ImageSource:
     def __len__(self) -> int:
         return len(self.names)
 
-    def read(self, index: int) -> np.ndarray:
-        """RGB uint8 (H, W, 3); ImageReadError naming the file when it cannot be decoded."""
+    def read(self, index: int, reduce_to: int = 0) -> np.ndarray:
+        """RGB uint8 (H, W, 3); ImageReadError naming the file when it cannot be decoded.
+        ``reduce_to``: both sides only need to be >= this (see imageio.decode_image)."""
         raise NotImplementedError
 
     def fingerprint(self, index: int) -> str:
@@ -61,8 +62,8 @@ class FileSource(ImageSource):
     def __init__(self, paths: Sequence[str], skipped: Optional[Skipped] = None, ignored: int = 0):
         super().__init__(paths, skipped, ignored)
 
-    def read(self, index: int) -> np.ndarray:
-        return decode_image(self.names[index], name=self.names[index])
+    def read(self, index: int, reduce_to: int = 0) -> np.ndarray:
+        return decode_image(self.names[index], name=self.names[index], reduce_to=reduce_to)
 
     def fingerprint(self, index: int) -> str:
         path = self.names[index]
@@ -99,12 +100,12 @@ class ZipSource(ImageSource):
     def label(self, index: int) -> str:
         return f"{self.archive}:{self.names[index]}"
 
-    def read(self, index: int) -> np.ndarray:
+    def read(self, index: int, reduce_to: int = 0) -> np.ndarray:
         try:
             data = self._open().read(self.names[index])
         except (zipfile.BadZipFile, OSError, KeyError) as exc:
             raise ImageReadError(self.label(index), f"cannot read from the archive ({exc})") from None
-        return decode_image(data, name=self.label(index))
+        return decode_image(data, name=self.label(index), reduce_to=reduce_to)
 
     def fingerprint(self, index: int) -> str:
         info = self._open().getinfo(self.names[index])
@@ -122,7 +123,7 @@ class ArraySource(ImageSource):
         super().__init__(names, skipped, ignored)
         self.images = list(images)
 
-    def read(self, index: int) -> np.ndarray:
+    def read(self, index: int, reduce_to: int = 0) -> np.ndarray:
         return self.images[index]
 
     def subset(self, keep, skipped=()):
