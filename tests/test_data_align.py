@@ -127,6 +127,8 @@ def test_no_face_photo_gives_one_line_error(tmp_path):
     with pytest.raises(NoFaceError) as err:
         load_photo(path, 64, align="dlib")
     assert str(err.value) == f"{path}: no face found"
+    kept = load_photo(path, 64, align="dlib", no_face="center")  # opt-in fallback
+    assert kept.shape == (3, 64, 64) and np.allclose(kept, 128 / 127.5 - 1, atol=1e-6)
     with pytest.raises(ImageReadError, match="not an image file"):
         bad = tmp_path / "x.jpg"
         bad.write_bytes(b"text" * 20)
@@ -143,7 +145,7 @@ def test_single_photo_without_alignment(tmp_path):
     np.testing.assert_allclose(out, 1.0)
 
 
-def test_without_dlib_auto_falls_back_and_dlib_mode_says_how_to_install(monkeypatch):
+def test_without_dlib_auto_falls_back_and_dlib_mode_says_how_to_install(monkeypatch, capsys):
     monkeypatch.setattr(align_mod, "find_landmark_model", lambda: None)
     notices = []
     auto = Aligner(32, "auto", notice=notices.append)
@@ -154,6 +156,10 @@ def test_without_dlib_auto_falls_back_and_dlib_mode_says_how_to_install(monkeypa
         Aligner(32, "dlib")
     with pytest.raises(ValueError, match="align mode must be one of"):
         Aligner(32, "mtcnn")
+    align_mod._NOTICES_SHOWN.clear()
+    Aligner(32, "auto")
+    Aligner(32, "auto")  # the default notice is printed once per process, not per photo
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
 def test_landmark_model_is_found_without_importing_its_package():

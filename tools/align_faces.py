@@ -6,7 +6,8 @@ IN_DIR may also be a .zip archive, a .txt file list or a single image. Each inpu
 becomes OUT_DIR/<relative path>.png (lossless). Outputs are written atomically, so a
 rerun skips finished images (use --overwrite to redo them). Files that cannot be used
 (not an image, corrupt, too small or too large, no face) are skipped; the summary lists
-each with its reason and is also saved as OUT_DIR/align_skipped.tsv.
+each with its reason and is also saved as OUT_DIR/align_skipped.tsv. ``--no-face center``
+keeps photos without a detected face as centre crops instead.
 Exit status: 0 when at least one image is aligned or already present, 1 otherwise,
 2 for bad arguments.
 """
@@ -48,6 +49,8 @@ def parse_args(argv=None):
                              "else centre crop; none: centre crop only")
     parser.add_argument("--min-score", type=float, default=0.0,
                         help="dlib detector score a face must reach (default 0, dlib's own threshold)")
+    parser.add_argument("--no-face", choices=("skip", "center"), default="skip",
+                        help="photos where no face is found: skip them (default) or keep a centre crop")
     parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -77,7 +80,8 @@ def main(argv=None) -> int:
     paths = [paths[i] for i in unique]
     try:
         summary, _ = align_source(source, args.size, args.mode, paths, workers=args.workers,
-                                  min_score=args.min_score, overwrite=args.overwrite, progress=not args.quiet)
+                                  min_score=args.min_score, overwrite=args.overwrite, progress=not args.quiet,
+                                  no_face="center" if args.no_face == "center" else "error")
     except AlignUnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

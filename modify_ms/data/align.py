@@ -275,12 +275,19 @@ class AlignResult:
 class Aligner:
     """``mode``: 'dlib' (FFHQ alignment, error without dlib), 'auto' (FFHQ alignment when
     dlib is installed, else centre crop with a one-line notice), 'none' (centre crop, for
-    images that are already aligned)."""
+    images that are already aligned).
+
+    ``no_face``: 'error' raises NoFaceError when no face reaches ``min_score``; 'center'
+    centre-crops such photos instead (method 'center-no-face')."""
 
     def __init__(self, size: int, mode: str = "auto", min_score: float = 0.0, upsample: int = 1,
-                 detect_max_side: int = 1024, enable_padding: bool = True, notice=None):
+                 detect_max_side: int = 1024, enable_padding: bool = True, notice=None,
+                 no_face: str = "error"):
         if mode not in ALIGN_MODES:
             raise ValueError(f"align mode must be one of {ALIGN_MODES}, got {mode!r}")
+        if no_face not in ("error", "center"):
+            raise ValueError(f"no_face must be 'error' or 'center', got {no_face!r}")
+        self.no_face = no_face
         self.size = size
         self.enable_padding = enable_padding
         self.detector = FaceDetector(min_score=min_score, upsample=upsample, detect_max_side=detect_max_side)
@@ -298,10 +305,21 @@ class Aligner:
     def __call__(self, image: np.ndarray, name: str = "<image>") -> AlignResult:
         if not self.uses_dlib:
             return AlignResult(center_crop(image, self.size), "center")
-        face = self.detector.best_face(image, name)
+        try:
+            face = self.detector.best_face(image, name)
+        except NoFaceError:
+            if self.no_face == "error":
+                raise
+            return AlignResult(center_crop(image, self.size), "center-no-face")
         quad = ffhq_quad(face.landmarks)
         return AlignResult(warp_quad(image, quad, self.size, self.enable_padding), "ffhq", face, quad)
 
 
+_NOTICES_SHOWN = set()
+
+
 def _print_notice(text: str) -> None:
-    print(text, file=sys.stderr)
+    """Default notice: printed once per process (load_photo builds an Aligner per photo)."""
+    if text not in _NOTICES_SHOWN:
+        _NOTICES_SHOWN.add(text)
+        print(text, file=sys.stderr)

@@ -43,10 +43,11 @@ def fit_square(image: np.ndarray, size: int, crop: str = "center") -> np.ndarray
 
 
 def load_photo(path: str, size: int, align: str = "auto", aligner: Optional[Aligner] = None,
-               min_score: float = 0.0) -> np.ndarray:
-    """One photo -> float32 (3, size, size) in [-1, 1], FFHQ-aligned unless align='none'."""
+               min_score: float = 0.0, no_face: str = "error") -> np.ndarray:
+    """One photo -> float32 (3, size, size) in [-1, 1], FFHQ-aligned unless align='none'.
+    ``no_face='center'`` centre-crops photos where no face is found instead of raising."""
     image = read_image(path)
-    aligner = aligner or Aligner(size, align, min_score=min_score)
+    aligner = aligner or Aligner(size, align, min_score=min_score, no_face=no_face)
     return to_model_array(aligner(image, path).image)
 
 
@@ -57,12 +58,14 @@ class AlignSummary:
     total: int = 0
     aligned: int = 0
     existing: int = 0  # outputs already present and kept (resumed run)
+    no_face: int = 0  # centre-cropped because no face was found (no_face='center')
     skipped: List[Tuple[str, str]] = field(default_factory=list)  # (input name, reason)
     seconds: float = 0.0
     method: str = "ffhq"
 
     def text(self, limit: int = 20) -> str:
-        lines = [f"{self.aligned} aligned ({self.method}), {self.existing} already done, "
+        no_face = f" ({self.no_face} without a face: centre-cropped)" if self.no_face else ""
+        lines = [f"{self.aligned} aligned ({self.method}){no_face}, {self.existing} already done, "
                  f"{len(self.skipped)} skipped of {self.total} in {self.seconds:.1f} s"]
         lines += [f"  skipped {name}: {reason}" for name, reason in self.skipped[:limit]]
         if len(self.skipped) > limit:
@@ -73,8 +76,10 @@ class AlignSummary:
 _WORKER = {}
 
 
-def _init_worker(source: ImageSource, size: int, mode: str, min_score: float, out_paths, overwrite: bool):
-    _WORKER.update(source=source, aligner=Aligner(size, mode, min_score=min_score, notice=lambda _t: None),
+def _init_worker(source: ImageSource, size: int, mode: str, min_score: float, out_paths, overwrite: bool,
+                 no_face: str = "error"):
+    _WORKER.update(source=source, aligner=Aligner(size, mode, min_score=min_score, notice=lambda _t: None,
+                                                  no_face=no_face),
                    out_paths=out_paths, overwrite=overwrite)
 
 
@@ -89,20 +94,23 @@ def _align_one(index: int):
         result: AlignResult = aligner(source.read(index), source.names[index])
     except InputError as exc:
         return index, "skip", exc.reason
+    status = "ok" if result.method != "center-no-face" else "ok-no-face"
     if out_path is None:
-        return index, "ok", result.image
+        return index, status, result.image
     save_image_atomic(out_path, result.image)
-    return index, "ok", out_path
+    return index, status, out_path
 
 
 def align_source(source: ImageSource, size: int, mode: str = "auto", out_paths: Optional[Sequence[str]] = None,
                  workers: int = 1, min_score: float = 0.0, overwrite: bool = False, progress: bool = True,
-                 notice: Callable[[str], None] = None) -> Tuple[AlignSummary, list]:
+                 notice: Callable[[str], None] = None, no_face: str = "error") -> Tuple[AlignSummary, list]:
     """Align every image of ``source``.
 
     With ``out_paths`` (one output file per image) images are written there and the
     returned list holds the paths of the usable outputs; without, it holds the aligned
     uint8 arrays. Either list is in source order; failures are in the summary.
+    ``no_face='center'`` keeps photos without a detected face as centre crops (counted
+    in ``summary.no_face``) instead of skipping them.
     """
     start = time.time()
     probe = Aligner(size, mode, min_score=min_score, notice=notice)  # resolves 'auto', prints the notice once
@@ -114,7 +122,7 @@ def align_source(source: ImageSource, size: int, mode: str = "auto", out_paths: 
     indices = range(len(source))
     bar = _progress(len(source), progress)
     if workers <= 1 or len(source) <= 1:
-        _init_worker(source, size, resolved, min_score, out_paths, overwrite)
+        _init_worker(source, size, resolved, min_score, out_paths, overwrite, no_face)
         for index in indices:
             results[index] = _align_one(index)[1:]
             bar.update(1)
@@ -122,7 +130,7 @@ def align_source(source: ImageSource, size: int, mode: str = "auto", out_paths: 
         # spawn: a forked copy of a process that already runs MindSpore threads can deadlock
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(workers, initializer=_init_worker,
-                      initargs=(source, size, resolved, min_score, out_paths, overwrite)) as pool:
+                      initargs=(source, size, resolved, min_score, out_paths, overwrite, no_face)) as pool:
             for index, status, payload in pool.imap_unordered(_align_one, indices, chunksize=1):
                 results[index] = (status, payload)
                 bar.update(1)
@@ -133,7 +141,8 @@ def align_source(source: ImageSource, size: int, mode: str = "auto", out_paths: 
         if status == "skip":
             summary.skipped.append((source.names[index], payload))
             continue
-        summary.aligned += status == "ok"
+        summary.aligned += status in ("ok", "ok-no-face")
+        summary.no_face += status == "ok-no-face"
         summary.existing += status == "existing"
         outputs.append(payload)
     summary.skipped.extend(source.skipped)
