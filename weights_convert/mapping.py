@@ -205,6 +205,13 @@ def _atomic_target(path):
     return directory
 
 
+def _file_mode():
+    """0o666 minus the umask: what a plain open() would give, not mkstemp's 0o600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _write_json_atomic(path, meta):
     directory = _atomic_target(path)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
@@ -212,6 +219,7 @@ def _write_json_atomic(path, meta):
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(meta, fh, indent=2, sort_keys=True, default=str)
             fh.write("\n")
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -232,7 +240,7 @@ def save_ms_checkpoint(params, path, meta=None):
     os.close(fd)
     try:
         ms.save_checkpoint(entries, tmp)  # keeps the name: it already ends with .ckpt
-        os.chmod(tmp, 0o644)  # MindSpore leaves it owner-read-only
+        os.chmod(tmp, _file_mode())  # MindSpore leaves it owner-read-only
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
