@@ -255,3 +255,30 @@ def test_wrong_magic_number(tmp_path):
 
 def test_missing_file(tmp_path):
     _one_line_error(str(tmp_path / "nope.pt"), "cannot open")
+
+
+def test_any_archive_prefix_and_big_endian_records(tmp_path):
+    files = _small_tensor_files(tmp_path)
+    expected = torch.load(files["zip"], weights_only=True)["t"].numpy()
+
+    def rename(name):
+        return "archive/" + name.split("/", 1)[1]
+
+    src = zipfile.ZipFile(files["zip"])
+    renamed = str(tmp_path / "renamed.pt")
+    with zipfile.ZipFile(renamed, "w") as out:
+        for info in src.infolist():
+            out.writestr(rename(info.filename), src.read(info.filename))
+    np.testing.assert_array_equal(load_torch_file(renamed)["t"], expected)
+
+    def to_big_endian(name, data):
+        if name.endswith("/byteorder"):
+            return b"big"
+        if "/data/" in name:
+            return np.frombuffer(data, "<f4").astype(">f4").tobytes()
+        return data
+
+    big = _rewrite_zip(files["zip"], str(tmp_path / "big.pt"), to_big_endian)
+    got = load_torch_file(big)["t"]
+    assert got.dtype == np.float32 and got.dtype.isnative
+    np.testing.assert_array_equal(got, expected)
