@@ -1,6 +1,5 @@
 """Robust image input: every kind of bad or unusual file gives an upright RGB uint8
 image or a one-line ImageReadError naming the file; writes are atomic."""
-import io
 import os
 import struct
 import zlib

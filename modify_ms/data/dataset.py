@@ -131,7 +131,8 @@ def prepare_source(cfg: DataConfig, log: Callable[[str], None]) -> ImageSource:
         if paths is not None:
             source = FileSource(outputs, summary.skipped, source.ignored)
         else:
-            names = [n for n in source.names if n not in {s for s, _ in summary.skipped}]
+            failed = {name for name, _ in summary.skipped}
+            names = [name for name in source.names if name not in failed]
             source = ArraySource(outputs, names, summary.skipped, source.ignored)
     return source
 
