@@ -72,7 +72,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import CheckpointError, MappingError
+from .errors import CheckpointError
 from .mapping import Rule, expect_value, load_into, load_ms_checkpoint, map_state_dict, save_ms_checkpoint
 
 __all__ = [
@@ -100,9 +100,6 @@ def fir_kernel(gain=1.0):
     """outer([1,3,3,1]) normalised to sum 1, times ``gain`` (4 on upsampling paths)."""
     k = np.outer([1.0, 3.0, 3.0, 1.0], [1.0, 3.0, 3.0, 1.0])
     return k / k.sum() * gain
-
-
-_IDENTITY = None  # Rule transform: keep the value as is
 
 
 def _keep(src_prefix, dst_prefix, body):
