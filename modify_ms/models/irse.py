@@ -55,16 +55,20 @@ class SEModule(nn.Cell):
 
 
 class Subsample(nn.Cell):
-    """Identity shortcut with stride: torch's MaxPool2d(kernel_size=1, stride) is x[..., ::s, ::s]."""
+    """Identity shortcut with stride, x[..., ::s, ::s], as torch's MaxPool2d(kernel_size=1, stride).
+
+    A pooling cell rather than a strided slice: StridedSliceGrad fails on CPU in PYNATIVE.
+    """
 
     def __init__(self, stride):
         super().__init__()
         self.stride = stride
+        self.pool = nn.MaxPool2d(kernel_size=1, stride=stride, pad_mode="valid")
 
     def construct(self, x):
         if self.stride == 1:
             return x
-        return x[:, :, ::self.stride, ::self.stride]
+        return self.pool(x)
 
 
 class BottleneckIR(nn.Cell):
