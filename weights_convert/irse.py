@@ -14,14 +14,18 @@ gamma/beta/moving_mean/moving_variance; ``num_batches_tracked`` optional), PReLU
 ``weight`` -> ``w`` (same (C,) shape), convs/linear as they are.
 
 Public API: ``batchnorm_rule``, ``backbone_rules``, ``arcface_rules``, ``convert_arcface``,
-``convert_arcface_backbone``, ``init_encoder_from_arcface``, ``OPTIONAL``; CLI ``irse50``.
+``convert_arcface_backbone``, ``init_encoder_from_arcface``, ``infer_ir_body``,
+``infer_arcface_kwargs``, ``read_arcface``, ``convert_irse50(src, dst, target, image_size)``,
+``build_identity_loss(path)``, ``detect_layout``; CLI ``irse50`` (HELP/add_arguments/run).
 """
+import math
+import os
 import re
 
 import numpy as np
 
-from .errors import MappingError
-from .mapping import Rule, map_state_dict, target_shapes_of
+from .errors import CheckpointError, MappingError
+from .mapping import Rule, load_into, load_ms_checkpoint, map_state_dict, save_ms_checkpoint, target_shapes_of
 
 BN_NAMES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 OPTIONAL = (r".*num_batches_tracked",)
@@ -95,8 +99,6 @@ def convert_arcface_backbone(state, encoder_shapes, source_name=ARCFACE_FILE):
 
 def init_encoder_from_arcface(encoder, backbone_params):
     """Set the encoder's input layer and body from converted params; style heads stay as they are."""
-    from .mapping import load_into
-
     shapes = target_shapes_of(encoder)
     missing = sorted(set(encoder_backbone_shapes(shapes)) - set(backbone_params))
     unknown = sorted(set(backbone_params) - set(shapes))
@@ -106,3 +108,130 @@ def init_encoder_from_arcface(encoder, backbone_params):
     params.update(backbone_params)
     load_into(encoder, params, source_name="encoder backbone")
     return encoder
+
+
+# ------------------------------------------------------------------ architecture from shapes
+def infer_ir_body(sd, prefix=""):
+    """(units, channels, mode) of an IR/IR-SE body from its keys and shapes."""
+    depths = {}
+    for key, value in sd.items():
+        m = re.fullmatch(re.escape(prefix) + r"body\.(\d+)\.res_layer\.1\.weight", key)
+        if m:
+            depths[int(m.group(1))] = int(np.shape(value)[0])
+    if not depths or sorted(depths) != list(range(len(depths))):
+        raise ValueError(f"no consecutive '{prefix}body.N.res_layer.1.weight' keys: not an IR-SE state_dict")
+    units, channels = [], []
+    for i in range(len(depths)):
+        if not channels or depths[i] != channels[-1]:
+            channels.append(depths[i])
+            units.append(0)
+        units[-1] += 1
+    input_c = np.shape(sd.get(prefix + "input_layer.0.weight", np.zeros((channels[0],))))[0]
+    if len(channels) != 4 or input_c != channels[0]:
+        raise ValueError(f"IR body with channels {channels} (input {input_c}): expected 4 blocks")
+    mode = "ir_se" if prefix + "body.0.res_layer.5.fc1.weight" in sd else "ir"
+    return tuple(units), tuple(channels), mode
+
+
+def infer_arcface_kwargs(sd):
+    """IRSEBackbone kwargs (input_size, units, channels, mode, embedding_dim) from an ArcFace state_dict."""
+    units, channels, mode = infer_ir_body(sd)
+    if "output_layer.3.weight" not in sd:
+        raise ValueError("no 'output_layer.3.weight' key: not an ArcFace Backbone state_dict")
+    emb, flat = np.shape(sd["output_layer.3.weight"])
+    side = int(round(math.sqrt(flat / channels[-1])))
+    if side * side * channels[-1] != flat:
+        raise ValueError(f"output linear has {flat} inputs, not {channels[-1]} x side^2")
+    return {"input_size": 16 * side, "units": list(units), "channels": list(channels), "mode": mode,
+            "embedding_dim": int(emb)}
+
+
+def detect_layout(sd):
+    try:
+        kw = infer_arcface_kwargs(sd)
+    except (ValueError, KeyError):
+        return None
+    from modify_ms.models.irse import UNITS
+
+    depth = {v: k for k, v in UNITS.items()}.get(tuple(kw["units"]), "custom")
+    return f"ArcFace IR{'-SE' if kw['mode'] == 'ir_se' else ''}{depth} Backbone, input {kw['input_size']}"
+
+
+# ------------------------------------------------------------------ files and command line
+def read_arcface(path):
+    from .torch_pickle import load_torch_file
+
+    obj = load_torch_file(path, progress=True)
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, np.ndarray) for v in obj.values()):
+        raise CheckpointError(path, "not an ArcFace state_dict (expected a dict of tensors)")
+    obj = {k[7:] if k.startswith("module.") else k: v for k, v in obj.items()}  # DataParallel saves
+    return obj
+
+
+def convert_irse50(src, dst, target="identity", image_size=256):
+    """``model_ir_se50.pth`` -> MindSpore checkpoint for the identity loss or the pSp encoder backbone."""
+    from modify_ms.losses.identity import IdentityLoss
+    from modify_ms.models.psp_encoder import GradualStyleEncoder
+
+    sd = read_arcface(src)
+    try:
+        kw = infer_arcface_kwargs(sd)
+    except ValueError as exc:
+        raise CheckpointError(src, str(exc))
+    meta = {"source": os.path.abspath(src), "target": target, "arcface_kwargs": kw}
+    if target == "identity":
+        loss = IdentityLoss(image_size, kw["input_size"], units=kw["units"], channels=kw["channels"],
+                            embedding_dim=kw["embedding_dim"])
+        params = convert_arcface(sd, target_shapes_of(loss), "facenet.", source_name=src)
+        meta.update({"format": "modify_ms.identity_loss", "module": "modify_ms.losses.identity",
+                     "arch": "IdentityLoss", "kwargs": {"image_size": image_size, "face_size": kw["input_size"],
+                                                        "units": kw["units"], "channels": kw["channels"],
+                                                        "embedding_dim": kw["embedding_dim"]}})
+    elif target == "encoder":
+        encoder = GradualStyleEncoder(n_styles=1, units=kw["units"], channels=kw["channels"], mode=kw["mode"])
+        params = convert_arcface_backbone(sd, target_shapes_of(encoder), source_name=src)
+        meta.update({"format": "modify_ms.irse_backbone", "module": "modify_ms.models.psp_encoder",
+                     "arch": "GradualStyleEncoder (input_layer + body)",
+                     "kwargs": {"units": kw["units"], "channels": kw["channels"], "mode": kw["mode"]},
+                     "ignored_source_entries": ["output_layer.* (pSp loads input_layer + body only)"]})
+    else:
+        raise ValueError(f"target must be 'identity' or 'encoder', got {target!r}")
+    meta["num_params"] = len(params)
+    save_ms_checkpoint(params, dst, meta)
+    return meta
+
+
+def build_identity_loss(path, **overrides):
+    """IdentityLoss with the weights of a checkpoint written by ``convert_irse50(target='identity')``."""
+    from modify_ms.losses.identity import IdentityLoss
+
+    params, meta = load_ms_checkpoint(path)
+    if meta.get("format") != "modify_ms.identity_loss":
+        raise CheckpointError(path, "no identity-loss sidecar (convert with: python -m weights_convert irse50 "
+                                    "--target identity)")
+    loss = IdentityLoss(**dict(meta["kwargs"], **overrides))
+    load_into(loss, params, source_name=path)
+    return loss
+
+
+HELP = "ArcFace model_ir_se50.pth -> identity-loss network or pSp encoder backbone (.ckpt + .json)"
+
+
+def add_arguments(parser):
+    parser.add_argument("src", help="ArcFace IR-SE state_dict (model_ir_se50.pth)")
+    parser.add_argument("dst", help="output MindSpore checkpoint (.ckpt); DST.json describes it")
+    parser.add_argument("--target", choices=("identity", "encoder"), default="identity",
+                        help="identity: the whole network for the ID loss (names facenet.*); encoder: "
+                             "input_layer + body to initialise a pSp encoder (default: identity)")
+    parser.add_argument("--image-size", type=int, default=256,
+                        help="identity target: size of the images the loss sees (crop box scales; default 256)")
+
+
+def run(args):
+    meta = convert_irse50(args.src, args.dst, args.target, args.image_size)
+    print(f"wrote {args.dst}: {meta['arch']}, {meta['num_params']} params "
+          f"({meta['arcface_kwargs']['mode']}, units {meta['arcface_kwargs']['units']})")
+    print(f"wrote {args.dst}.json")
+    return 0

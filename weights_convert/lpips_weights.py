@@ -11,12 +11,15 @@ Targets are the parameter names of ``modify_ms.losses.lpips.LPIPS``:
   ``net.features.N.*``; the classifier is consumed explicitly (shape-checked) and not loaded.
 
 Public API: ``LIN_RULES``, ``torchvision_rules``, ``convert_lpips_lin``,
-``convert_torchvision_features``, ``convert_lpips``; CLI ``lpips``, ``torchvision-alexnet``,
-``torchvision-vgg16``.
+``convert_torchvision_features``, ``convert_lpips``, ``convert_lpips_files(lin, backbone, dst, net)``,
+``build_lpips(path)``, ``detect_layout``; CLI ``lpips DST --net alex|vgg --lin LIN --backbone TV``.
 """
+import os
+
 import numpy as np
 
-from .mapping import Rule, map_state_dict
+from .errors import CheckpointError
+from .mapping import Rule, load_into, load_ms_checkpoint, map_state_dict, save_ms_checkpoint, target_shapes_of
 
 LIN_RULES = [
     Rule(r"lin([0-4])\.model\.1\.weight", r"lin\1.model.1.weight"),  # lpips package
@@ -76,3 +79,72 @@ def convert_lpips(lin_state, backbone_state, target_shapes, net, lin_name="lpips
     params = convert_torchvision_features(backbone_state, target_shapes, net, backbone_name)
     params.update(convert_lpips_lin(lin_state, target_shapes, lin_name))
     return {k: params[k] for k in target_shapes}
+
+
+# ------------------------------------------------------------------ files and command line
+def _read_state(path, what):
+    from .torch_pickle import load_torch_file
+
+    obj = load_torch_file(path, progress=True)
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, np.ndarray) for v in obj.values()):
+        raise CheckpointError(path, f"not a {what} state_dict (expected a dict of tensors)")
+    return obj
+
+
+def convert_lpips_files(lin_path, backbone_path, dst, net="alex"):
+    """LPIPS linear layers + torchvision backbone files -> one MindSpore LPIPS checkpoint (+ .json)."""
+    from modify_ms.losses.lpips import LPIPS
+
+    shapes = target_shapes_of(LPIPS(net))
+    params = convert_lpips(_read_state(lin_path, "LPIPS linear-layer"), _read_state(backbone_path, "torchvision"),
+                           shapes, net, lin_name=lin_path, backbone_name=backbone_path)
+    meta = {"format": "modify_ms.lpips", "module": "modify_ms.losses.lpips", "arch": "LPIPS",
+            "kwargs": {"net": net}, "version": "0.1", "lin_source": os.path.abspath(lin_path),
+            "backbone_source": os.path.abspath(backbone_path), "num_params": len(params),
+            "ignored_source_entries": ["classifier.* (ImageNet head, not used by LPIPS)"]}
+    save_ms_checkpoint(params, dst, meta)
+    return meta
+
+
+def build_lpips(path, **overrides):
+    """LPIPS cell with the weights of a checkpoint written by ``convert_lpips_files``."""
+    from modify_ms.losses.lpips import LPIPS
+
+    params, meta = load_ms_checkpoint(path)
+    if meta.get("format") != "modify_ms.lpips":
+        raise CheckpointError(path, "no LPIPS sidecar (convert with: python -m weights_convert lpips)")
+    cell = LPIPS(**dict(meta["kwargs"], **overrides))
+    load_into(cell, params, source_name=path)
+    return cell
+
+
+def detect_layout(sd):
+    keys = set(sd)
+    for layout, pattern in (("lpips package", "lin{}.model.1.weight"), ("pSp criteria/lpips", "{}.1.weight")):
+        names = [pattern.format(k) for k in range(5)]
+        if keys == set(names):
+            chans = tuple(int(np.shape(sd[n])[1]) for n in names)
+            net = {(64, 192, 384, 256, 256): "alex", (64, 128, 256, 512, 512): "vgg"}.get(chans, "unknown net")
+            return f"LPIPS v0.1 linear layers ({layout} layout, {net})"
+    return None
+
+
+HELP = "LPIPS v0.1 linear layers + torchvision alexnet/vgg16 ImageNet weights -> MindSpore LPIPS (.ckpt + .json)"
+
+
+def add_arguments(parser):
+    parser.add_argument("dst", help="output MindSpore checkpoint (.ckpt)")
+    parser.add_argument("--net", choices=("alex", "vgg"), default="alex", help="backbone (default: alex)")
+    parser.add_argument("--lin", required=True,
+                        help="linear layers: lpips package weights/v0.1/<net>.pth or pSp's renamed state_dict")
+    parser.add_argument("--backbone", required=True,
+                        help="torchvision ImageNet weights: alexnet-owt-*.pth or vgg16-*.pth")
+
+
+def run(args):
+    meta = convert_lpips_files(args.lin, args.backbone, args.dst, args.net)
+    print(f"wrote {args.dst}: LPIPS({args.net}) v0.1, {meta['num_params']} params (classifier ignored)")
+    print(f"wrote {args.dst}.json")
+    return 0

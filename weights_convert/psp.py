@@ -4,23 +4,27 @@ The file is a dict: ``state_dict`` (``encoder.*`` GradualStyleEncoder keys, ``de
 rosinality StyleGAN2 Generator keys), ``opts`` (the training options, a dict or Namespace)
 and ``latent_avg`` (n_styles x 512, or 512). Output: one MindSpore checkpoint whose names
 are ``encoder.<GradualStyleEncoder param>``, ``decoder.<Generator param>`` and
-``latent_avg``, and the JSON sidecar ``{"source": ..., "opts": {...}, "n_styles": ...}``.
+``latent_avg``, and the JSON sidecar (format ``modify_ms.psp``: encoder/decoder architecture
+kwargs, ``opts`` as JSON, whether latent_avg is present and whether pSp adds it).
 
 Rules: the encoder's input layer/body use ``weights_convert.irse.backbone_rules`` (BatchNorm
 by name, PReLU -> ``w``), the style heads and lateral convs keep their names, and the decoder
 uses the StyleGAN2 importer's generator rules (one home: ``weights_convert.stylegan2``),
 prefixed with ``decoder.``.
 
-Public API: ``encoder_rules``, ``psp_rules``, ``convert_psp``, ``read_psp``,
-``split_prefix``, ``build_psp_encoder``; CLI ``psp``.
+Public API: ``encoder_rules``, ``psp_rules``, ``read_psp``, ``infer_encoder_kwargs``,
+``convert_psp_state``, ``convert_psp(src, dst)``, ``build_psp(path)``, ``split_prefix``,
+``detect_layout``; CLI ``psp``.
 """
-import math
+import os
+import re
 
 import numpy as np
 
 from .errors import CheckpointError
-from .irse import OPTIONAL, backbone_rules
-from .mapping import Rule, map_state_dict
+from .irse import OPTIONAL, backbone_rules, infer_ir_body
+from .mapping import Rule, load_into, load_ms_checkpoint, map_state_dict, save_ms_checkpoint, target_shapes_of
+from .stylegan2 import infer_generator_kwargs, rosinality_generator_rules
 
 ENCODER_HEAD_RULES = [
     Rule(r"encoder\.styles\.(\d+)\.convs\.(\d+)\.(weight|bias)", r"encoder.styles.\1.convs.\2.\3"),
@@ -33,35 +37,15 @@ def encoder_rules():
     return backbone_rules(r"encoder\.", "encoder.") + ENCODER_HEAD_RULES
 
 
-def prefixed(rules, src, dst):
-    """The same rules for keys under a prefix (``src`` a regex literal without groups, ``dst`` plain)."""
-    out = []
-    for rule in rules:
-        if rule.target is None:
-            target = None
-        elif callable(rule.target):
-            target = (lambda inner: lambda m: dst + inner(m))(rule.target)
-        else:
-            target = dst + rule.target
-        out.append(Rule(src + rule.pattern, target, rule.transform, rule.check))
-    return out
+def psp_rules(n_styles, style_dim):
+    """Encoder + decoder (the StyleGAN2 importer's rosinality rules under ``decoder.``) + W+ ``latent_avg``
+    ((S,) in older files: repeated per row, as pSp does)."""
 
+    def rows(avg):
+        return np.broadcast_to(avg.reshape(-1, style_dim), (n_styles, style_dim))
 
-def generator_rules():
-    """rosinality Generator rules, from the StyleGAN2 importer (never a second copy here)."""
-    from . import stylegan2
-
-    return stylegan2.GENERATOR_RULES
-
-
-def generator_optional():
-    from . import stylegan2
-
-    return tuple(getattr(stylegan2, "GENERATOR_OPTIONAL", ()))
-
-
-def psp_rules():
-    return encoder_rules() + prefixed(generator_rules(), r"decoder\.", "decoder.") + [Rule(r"latent_avg", "latent_avg")]
+    return (encoder_rules() + rosinality_generator_rules("decoder.", "decoder.")
+            + [Rule(r"latent_avg", "latent_avg", transform=rows)])
 
 
 def _opts_dict(opts):
@@ -81,11 +65,13 @@ def _jsonable(value):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
     return str(value)
 
 
 def read_psp(path):
-    """(state {key: array} incl. ``latent_avg`` when present, opts dict) of a pSp file, via torch_pickle."""
+    """(state {key: array} incl. the top-level ``latent_avg`` when present, opts dict) of a pSp file."""
     from .torch_pickle import load_torch_file
 
     obj = load_torch_file(path, progress=True)
@@ -97,47 +83,133 @@ def read_psp(path):
     return state, _jsonable(_opts_dict(obj.get("opts")))
 
 
-def n_styles_of(state, opts):
-    if "latent_avg" in state and np.ndim(state["latent_avg"]) == 2:
-        return int(state["latent_avg"].shape[0])
-    size = int(opts.get("output_size", 1024))
-    return 2 * int(round(math.log2(size))) - 2
-
-
-def convert_psp(state, encoder_shapes, generator_shapes, latent_avg_shape=None, source_name="psp"):
-    """Map a pSp state (from ``read_psp``) onto ``encoder.*``/``decoder.*``/``latent_avg`` names.
-
-    ``latent_avg_shape`` None means the file has no latent_avg (pSp trained without it).
-    """
-    targets = {"encoder." + k: v for k, v in encoder_shapes.items()}
-    targets.update({"decoder." + k: v for k, v in generator_shapes.items()})
-    if latent_avg_shape is not None:
-        targets["latent_avg"] = tuple(latent_avg_shape)
-    optional = OPTIONAL + tuple(r"decoder\." + p for p in generator_optional())
-    return map_state_dict(state, targets, psp_rules(), optional=optional, source_name=source_name)
-
-
 def split_prefix(params, prefix):
     """{name without prefix: array} of the entries under ``prefix`` (e.g. 'encoder.')."""
     return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
 
 
-def build_psp_encoder(params, meta, **encoder_kwargs):
-    """A GradualStyleEncoder loaded from a converted pSp checkpoint (params, meta from load_ms_checkpoint).
+def infer_encoder_kwargs(state):
+    """GradualStyleEncoder kwargs from the ``encoder.*`` shapes (n_styles, input_size, body, style_dim)."""
+    units, channels, mode = infer_ir_body(state, "encoder.")
+    heads = {}
+    for key in state:
+        m = re.fullmatch(r"encoder\.styles\.(\d+)\.convs\.(\d+)\.weight", key)
+        if m:
+            heads[int(m.group(1))] = max(heads.get(int(m.group(1)), 0), int(m.group(2)) // 2 + 1)
+    if not heads or sorted(heads) != list(range(len(heads))):
+        raise ValueError("no consecutive 'encoder.styles.N' heads: not a pSp GradualStyleEncoder")
+    style_dim = int(np.shape(state["encoder.styles.0.linear.weight"])[0])
+    return {"n_styles": len(heads), "input_size": 16 * 2 ** heads[0], "units": list(units),
+            "channels": list(channels), "mode": mode, "style_dim": style_dim}
 
-    The mean latent is added to the output when the training options say so
-    (``start_from_latent_avg``), as pSp does.
+
+def convert_psp_state(state, encoder_shapes, generator_shapes, source_name="psp"):
+    """Map a pSp state (``read_psp``) onto ``encoder.*``, ``decoder.*`` and ``latent_avg`` names.
+
+    The W+ ``latent_avg`` is kept as ``latent_avg`` (n_styles, S) (a (S,) file value is
+    repeated per row, as pSp does). The decoder's own ``latent_avg`` (S,) is not in pSp's
+    decoder state_dict and is set to the mean of those rows (pSp stores the generator's mean
+    latent repeated per row, so that is the same vector). Without a top-level latent_avg
+    (pSp trained without start_from_latent_avg) neither is written.
+    """
+    n_styles = len({k.split(".")[1] for k in encoder_shapes if k.startswith("styles.")})
+    style_dim = encoder_shapes["styles.0.linear.weight"][0]
+    targets = {"encoder." + k: v for k, v in encoder_shapes.items()}
+    targets.update({"decoder." + k: v for k, v in generator_shapes.items() if k != "latent_avg"})
+    has_avg = "latent_avg" in state
+    if has_avg:
+        targets["latent_avg"] = (n_styles, style_dim)
+    params = map_state_dict(state, targets, psp_rules(n_styles, style_dim), optional=OPTIONAL,
+                            source_name=source_name)
+    if has_avg:
+        params["decoder.latent_avg"] = params["latent_avg"].mean(axis=0)
+    return params
+
+
+def convert_psp(src, dst):
+    """``psp_*.pt`` -> one MindSpore checkpoint (encoder.*, decoder.*, latent_avg) + JSON sidecar."""
+    from modify_ms.models.psp_encoder import GradualStyleEncoder
+    from modify_ms.models.stylegan2 import Generator
+
+    state, opts = read_psp(src)
+    decoder_sd = split_prefix(state, "decoder.")
+    try:
+        enc_kw = infer_encoder_kwargs(state)
+        dec_kw = dict(infer_generator_kwargs(decoder_sd, "rosinality"), lr_mlp=0.01)
+    except ValueError as exc:
+        raise CheckpointError(src, str(exc))
+    try:
+        encoder = GradualStyleEncoder(**enc_kw)
+        decoder = Generator(**dec_kw)
+    except ValueError as exc:
+        raise CheckpointError(src, f"cannot build the MindSpore models ({exc})")
+    params = convert_psp_state(state, target_shapes_of(encoder), target_shapes_of(decoder), source_name=src)
+    meta = {
+        "format": "modify_ms.psp",
+        "source": os.path.abspath(src),
+        "encoder": {"module": "modify_ms.models.psp_encoder", "arch": "GradualStyleEncoder", "kwargs": enc_kw},
+        "decoder": {"module": "modify_ms.models.stylegan2", "arch": "Generator", "kwargs": dec_kw},
+        "has_latent_avg": "latent_avg" in params,
+        "start_from_latent_avg": bool(opts.get("start_from_latent_avg", False)),
+        "opts": opts,
+        "num_params": len(params),
+    }
+    save_ms_checkpoint(params, dst, meta)
+    return meta
+
+
+def build_psp(path, add_latent_avg=None):
+    """(GradualStyleEncoder, Generator, meta) from a checkpoint written by ``convert_psp``.
+
+    The mean latent is added to the encoder's output when ``add_latent_avg`` says so
+    (default: pSp's ``start_from_latent_avg`` option from the sidecar).
     """
     from modify_ms.models.psp_encoder import GradualStyleEncoder
+    from modify_ms.models.stylegan2 import Generator
 
-    from .mapping import load_into
-
-    opts = meta.get("opts", {})
-    latent_avg = params.get("latent_avg") if opts.get("start_from_latent_avg", False) else None
-    encoder = GradualStyleEncoder(n_styles=int(meta["n_styles"]), latent_avg=latent_avg, **encoder_kwargs)
+    params, meta = load_ms_checkpoint(path)
+    if meta.get("format") != "modify_ms.psp":
+        raise CheckpointError(path, "no pSp sidecar (convert with: python -m weights_convert psp SRC DST)")
+    add = meta["start_from_latent_avg"] if add_latent_avg is None else add_latent_avg
+    if add and "latent_avg" not in params:
+        raise CheckpointError(path, "the checkpoint has no latent_avg to add")
+    avg = params["latent_avg"] if add else None
+    encoder = GradualStyleEncoder(**meta["encoder"]["kwargs"], latent_avg=avg)
     enc = split_prefix(params, "encoder.")
-    if latent_avg is not None:
-        enc["latent_avg"] = np.broadcast_to(np.asarray(latent_avg, np.float32).reshape(-1, encoder.style_dim),
-                                            (encoder.n_styles, encoder.style_dim))
-    load_into(encoder, enc, source_name="psp encoder")
-    return encoder
+    if add:
+        enc["latent_avg"] = avg
+    load_into(encoder, enc, source_name=path)
+    decoder = Generator(**meta["decoder"]["kwargs"])
+    dec = split_prefix(params, "decoder.")
+    if "latent_avg" not in dec:
+        dec["latent_avg"] = np.zeros(decoder.style_dim, np.float32)  # no mean latent in this file
+    load_into(decoder, dec, source_name=path)
+    return encoder, decoder, meta
+
+
+def detect_layout(sd):
+    if not any(k.startswith("encoder.styles.") for k in sd):
+        return None
+    try:
+        kw = infer_encoder_kwargs(sd)
+    except (ValueError, KeyError):
+        return None
+    return f"pSp GradualStyleEncoder ({kw['n_styles']} styles, input {kw['input_size']})"
+
+
+HELP = "pSp checkpoint (psp_ffhq_encode.pt) -> MindSpore encoder + decoder + latent_avg (.ckpt + .json with opts)"
+
+
+def add_arguments(parser):
+    parser.add_argument("src", help="pSp training checkpoint (dict with state_dict, opts, latent_avg)")
+    parser.add_argument("dst", help="output MindSpore checkpoint (.ckpt); DST.json holds opts and architectures")
+
+
+def run(args):
+    meta = convert_psp(args.src, args.dst)
+    enc, dec = meta["encoder"]["kwargs"], meta["decoder"]["kwargs"]
+    print(f"wrote {args.dst}: encoder GradualStyleEncoder({enc['n_styles']} styles, {enc['mode']}), "
+          f"decoder Generator(size={dec['size']}), latent_avg: {'yes' if meta['has_latent_avg'] else 'no'}, "
+          f"{meta['num_params']} params")
+    print(f"wrote {args.dst}.json (pSp opts: {len(meta['opts'])} entries)")
+    return 0
