@@ -1,0 +1,1 @@
+"""Small helpers with no model code (image grids, ...)."""

@@ -1,0 +1,300 @@
+"""Benchmark one StyleGAN2 generator train step: MindSpore GRAPH_MODE vs the PyTorch reference.
+
+Not a test: it prints figures for docs/BENCHMARKS.md. One step = z -> mapping ->
+W+ -> synthesis (random noise drawn on the host) -> Discriminator -> non-saturating
+G loss mean(softplus(-D(G(z)))) -> backward -> Adam update of the generator only
+(D is frozen, as in a G step). Both sides use the same configuration, batch, inputs
+and CPU thread count.
+
+Each (framework, size) runs in its own fresh subprocess so that peak RSS
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) belongs to that run alone; the
+baseline is the RSS right after importing the framework. The first step is reported
+as "first step" (MindSpore: graph compilation + one step; PyTorch: allocator warm-up
++ one step), then the median of ``--steps`` timed steps after ``--warmup`` more.
+
+    python tools/bench_stylegan2.py                       # 64 px and 256 px, small widths
+    python tools/bench_stylegan2.py --sizes 64 --steps 5 --channel-max 32
+    python tools/bench_stylegan2.py --markdown            # also print a Markdown table
+
+torch is imported only inside the torch worker subprocess (it is the reference, from
+tests/reference/stylegan2_ref.py); MindSpore never sees it.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Per-size defaults: small channel widths so the 256 px step fits a shared 2-core CPU.
+DEFAULT_CHANNEL_MAX = {64: 64, 256: 32}
+DEFAULT_STYLE_DIM = {64: 256, 256: 128}
+
+
+def rss_mib():
+    """Current resident set size (MiB) from /proc; falls back to the peak where /proc is missing."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return peak_rss_mib()
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def host_inputs(cfg, n_latent, noise_shapes, n_batches):
+    """Pre-drawn z and per-layer noise (numpy, seeded) shared by both frameworks."""
+    import numpy as np
+
+    rng = np.random.default_rng(cfg["seed"])
+    batches = []
+    for _ in range(n_batches):
+        z = rng.standard_normal((cfg["batch"], cfg["style_dim"]), dtype=np.float32)
+        noise = [rng.standard_normal(s, dtype=np.float32) for s in noise_shapes]
+        batches.append((z, noise))
+    return batches
+
+
+def time_steps(step, batches, cfg):
+    """First step (compile/warm-up), then warmup steps, then the timed steps.
+
+    Returns (first step wall s, [wall s], [process CPU s]): on a shared machine the CPU
+    seconds of this process (all its threads) are steadier than wall time.
+    """
+    t0 = time.perf_counter()
+    step(*batches[0])
+    first = time.perf_counter() - t0
+    for i in range(cfg["warmup"]):
+        step(*batches[(i + 1) % len(batches)])
+    times, cpu = [], []
+    for i in range(cfg["steps"]):
+        t0, c0 = time.perf_counter(), time.process_time()
+        step(*batches[i % len(batches)])
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return first, times, cpu
+
+
+def summary(framework, version, threads, baseline, first, times, cpu, n_params, losses):
+    return dict(framework=framework, version=version, threads=threads, baseline_mib=baseline,
+                peak_mib=peak_rss_mib(), first_s=first, step_s=statistics.median(times),
+                cpu_s=statistics.median(cpu), times=times, g_params=n_params, loss_first=losses[0],
+                loss_last=losses[-1], onednn_isa=os.environ.get("ONEDNN_MAX_CPU_ISA", "default"),
+                loadavg=os.getloadavg()[0])
+
+
+# ----------------------------------------------------------------------------- MindSpore worker
+def run_mindspore(cfg):
+    os.environ.setdefault("GLOG_v", "3")
+    import numpy as np
+    import mindspore as ms
+    from mindspore import nn, ops
+
+    ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
+    ms.device_context.cpu.op_tuning.threads_num(cfg["threads"])
+    baseline = rss_mib()
+    sys.path.insert(0, REPO)
+    from modify_ms.models.stylegan2 import Discriminator, Generator
+
+    np.random.seed(cfg["seed"])
+    gen = Generator(cfg["size"], style_dim=cfg["style_dim"], n_mlp=cfg["n_mlp"],
+                    channel_multiplier=cfg["channel_multiplier"], channel_max=cfg["channel_max"])
+    disc = Discriminator(cfg["size"], channel_multiplier=cfg["channel_multiplier"], channel_max=cfg["channel_max"])
+    disc.set_grad(False)
+    for p in disc.get_parameters():
+        p.requires_grad = False
+
+    class GeneratorLoss(nn.Cell):
+        """Non-saturating G loss through a frozen D."""
+
+        def __init__(self, g, d):
+            super().__init__()
+            self.g, self.d = g, d
+
+        def construct(self, z, *noise):
+            img = self.g(self.g.mapping(z), noise)
+            return ops.softplus(-self.d(img)).mean()
+
+    g_params = [p for p in gen.trainable_params()]
+    optimizer = nn.Adam(g_params, learning_rate=1e-4, beta1=0.9, beta2=0.999)
+    train_step = nn.TrainOneStepCell(GeneratorLoss(gen, disc), optimizer)
+    train_step.set_train()
+    n_params = sum(int(np.prod(p.shape)) for p in g_params)
+
+    batches = host_inputs(cfg, gen.n_latent, gen.noise_shapes(cfg["batch"]), 3)
+    # Noise goes in as separate tensor arguments: a tuple argument is a compile-time constant
+    # (every new noise tuple recompiles), and ms.mutable(tuple) runs ~3x slower per step.
+    batches = [(ms.Tensor(z), tuple(ms.Tensor(n) for n in noise)) for z, noise in batches]
+    losses = []
+
+    def step(z, noise):
+        losses.append(float(train_step(z, *noise).asnumpy()))  # asnumpy waits for the step to finish
+
+    first, times, cpu = time_steps(step, batches, cfg)
+    return summary("mindspore", ms.__version__, cfg["threads"], baseline, first, times, cpu, n_params, losses)
+
+
+# ----------------------------------------------------------------------------- PyTorch worker
+def run_torch(cfg):
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(cfg["threads"])
+    try:
+        torch.set_num_interop_threads(cfg["threads"])
+    except RuntimeError:
+        pass
+    baseline = rss_mib()
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    from reference.stylegan2_ref import Discriminator, Generator
+
+    torch.manual_seed(cfg["seed"])
+    gen = Generator(cfg["size"], sdim=cfg["style_dim"], n_mlp=cfg["n_mlp"], cm=cfg["channel_multiplier"],
+                    cmax=cfg["channel_max"])
+    disc = Discriminator(cfg["size"], cm=cfg["channel_multiplier"], cmax=cfg["channel_max"])
+    disc.requires_grad_(False)
+    g_params = list(gen.parameters())
+    optimizer = torch.optim.Adam(g_params, lr=1e-4, betas=(0.9, 0.999))
+    n_params = sum(p.numel() for p in g_params)
+    noise_shapes = [(cfg["batch"], 1, 2 ** ((i + 5) // 2), 2 ** ((i + 5) // 2)) for i in range(gen.num_layers)]
+    batches = host_inputs(cfg, gen.n_latent, noise_shapes, 3)
+    batches = [(torch.from_numpy(z), [torch.from_numpy(n) for n in noise]) for z, noise in batches]
+    losses = []
+
+    def step(z, noise):
+        w = gen.mapping(z)
+        img = gen(w[:, None].repeat(1, gen.n_latent, 1), noise)
+        loss = F.softplus(-disc(img)).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+
+    first, times, cpu = time_steps(step, batches, cfg)
+    return summary("torch", torch.__version__, torch.get_num_threads(), baseline, first, times, cpu, n_params, losses)
+
+
+# ----------------------------------------------------------------------------- driver
+def run_worker(framework, cfg, timeout, onednn_isa=None):
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--config", json.dumps(cfg)]
+    env = dict(os.environ, GLOG_v="3")
+    if onednn_isa:  # otherwise: modify_ms.nn's default cap (MindSpore) / oneDNN's own choice (torch)
+        env["ONEDNN_MAX_CPU_ISA"] = onednn_isa
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+    raise RuntimeError(f"{framework} worker failed (exit {proc.returncode}): " + " | ".join(tail))
+
+
+def fmt_row(size, cfg, ms_res, pt_res):
+    def ratio(a, b):
+        return a / b if b else float("nan")
+
+    return [
+        f"{size}px cmax={cfg['channel_max']} S={cfg['style_dim']} B={cfg['batch']}",
+        f"{ms_res['first_s']:.1f}", f"{pt_res['first_s']:.2f}",
+        f"{ms_res['step_s']:.3f}", f"{pt_res['step_s']:.3f}", f"{ratio(ms_res['step_s'], pt_res['step_s']):.2f}",
+        f"{ms_res['cpu_s']:.3f}", f"{pt_res['cpu_s']:.3f}", f"{ratio(ms_res['cpu_s'], pt_res['cpu_s']):.2f}",
+        f"{ms_res['peak_mib']:.0f} ({ms_res['baseline_mib']:.0f})", f"{pt_res['peak_mib']:.0f} ({pt_res['baseline_mib']:.0f})",
+        f"{ratio(ms_res['peak_mib'], pt_res['peak_mib']):.2f}",
+        f"{ratio(ms_res['peak_mib'] - ms_res['baseline_mib'], pt_res['peak_mib'] - pt_res['baseline_mib']):.2f}",
+    ]
+
+
+HEADER = ["config", "MS first step s", "PT first step s", "MS step s", "PT step s", "step MS/PT",
+          "MS CPU s/step", "PT CPU s/step", "CPU MS/PT",
+          "MS peak MiB (base)", "PT peak MiB (base)", "peak MS/PT", "(peak-base) MS/PT"]
+
+
+def print_table(rows, markdown):
+    if markdown:
+        print("| " + " | ".join(HEADER) + " |")
+        print("|" + "---|" * len(HEADER))
+        for r in rows:
+            print("| " + " | ".join(r) + " |")
+        return
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADER)]
+    for r in [HEADER] + rows:
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", default="64,256", help="comma-separated resolutions (default 64,256)")
+    p.add_argument("--channel-max", type=int, default=None,
+                   help="channel cap for every size (default: 64 at 64 px, 32 at 256 px)")
+    p.add_argument("--style-dim", type=int, default=None, help="style dim (default: 256 at 64 px, 128 at 256 px)")
+    p.add_argument("--n-mlp", type=int, default=8)
+    p.add_argument("--channel-multiplier", type=int, default=2)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps after the first one")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads for both frameworks")
+    p.add_argument("--frameworks", default="mindspore,torch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ms-onednn-isa", help="ONEDNN_MAX_CPU_ISA for the MindSpore worker (default: modify_ms.nn's AVX2 "
+                   "cap; ALL measures MindSpore's own choice)")
+    p.add_argument("--pt-onednn-isa", help="ONEDNN_MAX_CPU_ISA for the PyTorch worker (default: unset)")
+    p.add_argument("--timeout", type=int, default=1800, help="seconds per worker")
+    p.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    p.add_argument("--json", help="write all raw results to this file")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--config", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        cfg = json.loads(args.config)
+        result = {"mindspore": run_mindspore, "torch": run_torch}[args.worker](cfg)
+        print("RESULT " + json.dumps(result), flush=True)
+        os._exit(0)  # skip MindSpore's exit-time Cell.__del__ noise
+
+    frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+    rows, raw = [], []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        cfg = dict(size=size, batch=args.batch, n_mlp=args.n_mlp, channel_multiplier=args.channel_multiplier,
+                   channel_max=args.channel_max or DEFAULT_CHANNEL_MAX.get(size, 32),
+                   style_dim=args.style_dim or DEFAULT_STYLE_DIM.get(size, 128),
+                   steps=args.steps, warmup=args.warmup, threads=args.threads, seed=args.seed)
+        results = {}
+        for fw in frameworks:
+            print(f"[{size}px] {fw} ...", file=sys.stderr, flush=True)
+            res = run_worker(fw, cfg, args.timeout, args.ms_onednn_isa if fw == "mindspore" else args.pt_onednn_isa)
+            results[fw] = res
+            print(f"[{size}px] {fw}: first {res['first_s']:.2f} s, step {res['step_s']:.3f} s "
+                  f"(CPU {res['cpu_s']:.3f} s), oneDNN ISA {res['onednn_isa']}, load {res['loadavg']:.1f}, "
+                  f"peak {res['peak_mib']:.0f} MiB (baseline {res['baseline_mib']:.0f}), threads {res['threads']}, "
+                  f"G params {res['g_params']}, loss {res['loss_first']:.4f} -> {res['loss_last']:.4f}",
+                  file=sys.stderr, flush=True)
+        raw.append(dict(config=cfg, results=results))
+        if "mindspore" in results and "torch" in results:
+            rows.append(fmt_row(size, cfg, results["mindspore"], results["torch"]))
+    print(f"threads: {args.threads} (MindSpore op threads_num, torch.set_num_threads); "
+          f"steps: median of {args.steps} after {args.warmup} warm-up; batch {args.batch}")
+    if rows:
+        print_table(rows, markdown=False)
+        if args.markdown:
+            print()
+            print_table(rows, markdown=True)
+    if args.json:
+        with open(args.json + ".tmp", "w") as fh:
+            json.dump(raw, fh, indent=1)
+        os.replace(args.json + ".tmp", args.json)
+
+
+if __name__ == "__main__":
+    main()
