@@ -28,19 +28,22 @@ def vgg16_features():
 
 
 class TorchvisionNet(nn.Module):
-    """Key layout of torchvision's alexnet / vgg16 (features + classifier) for writing checkpoints."""
+    """Key layout of torchvision's alexnet / vgg16; ``classifier=True`` adds the ImageNet head (58M/124M
+    values) for writing complete checkpoints."""
 
-    def __init__(self, net="alex"):
+    def __init__(self, net="alex", classifier=False):
         super().__init__()
         if net == "alex":
             self.features = alexnet_features()
-            self.classifier = nn.Sequential(nn.Dropout(), nn.Linear(9216, 4096), nn.ReLU(), nn.Dropout(),
-                                            nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 1000))
+            if classifier:
+                self.classifier = nn.Sequential(nn.Dropout(), nn.Linear(9216, 4096), nn.ReLU(), nn.Dropout(),
+                                                nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 1000))
             self.taps = (1, 4, 7, 9, 11)
         else:
             self.features = vgg16_features()
-            self.classifier = nn.Sequential(nn.Linear(25088, 4096), nn.ReLU(), nn.Dropout(),
-                                            nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(), nn.Linear(4096, 1000))
+            if classifier:
+                self.classifier = nn.Sequential(nn.Linear(25088, 4096), nn.ReLU(), nn.Dropout(),
+                                                nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(), nn.Linear(4096, 1000))
             self.taps = (3, 8, 15, 22, 29)
 
     def tapped(self, x):
@@ -63,9 +66,9 @@ class Lin(nn.Module):
 class LPIPSRef(nn.Module):
     CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
 
-    def __init__(self, net="alex"):
+    def __init__(self, net="alex", classifier=False):
         super().__init__()
-        self.net = TorchvisionNet(net)
+        self.net = TorchvisionNet(net, classifier)
         for k, c in enumerate(self.CHANNELS[net]):
             setattr(self, f"lin{k}", Lin(c))
 
