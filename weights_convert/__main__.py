@@ -9,6 +9,9 @@ Subcommands
     comparison with ``fixtures/checkpoint_key_manifests.json`` when present.
 ``stylegan2 SRC DST [--which g_ema|g|d] [--size N] [--channel-multiplier M]``
     rosinality .pt or stylegan2-ada .pkl (auto-detected) -> MindSpore .ckpt.
+``inception SRC DST [--variant auto|fid|torchvision]``
+    pytorch-fid ``pt_inception-2015-12-05-*.pth`` or torchvision ``inception_v3``
+    weights (auto-detected) -> MindSpore FID Inception .ckpt.
 
 Adding an importer: put a module in :data:`IMPORTERS` (subcommand -> module
 name). The module provides ``HELP`` (one line), ``add_arguments(parser)`` and
@@ -29,6 +32,7 @@ os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 # subcommand -> module (relative to this package) implementing HELP/add_arguments/run
 IMPORTERS = {
     "stylegan2": "weights_convert.stylegan2",
+    "inception": "weights_convert.inception",
 }
 
 MANIFESTS_ENV = "MODIFY_MS_KEY_MANIFESTS"  # optional path to checkpoint_key_manifests.json

@@ -1,0 +1,59 @@
+"""Run a feature network over many images in fixed-size batches (one GRAPH_MODE compile per image size).
+
+The last, partial batch is padded with zeros to the full batch size and the
+padding rows are dropped afterwards, so the compiled graph never sees a new
+shape. Consecutive images of equal size share a batch.
+"""
+import numpy as np
+import mindspore as ms
+
+from .files import read_image
+
+
+def _progress(iterable, total, desc, enabled):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True)
+
+
+class BatchedFeatures:
+    """host callable: [N, 3, H, W] float32 array -> [N, D] numpy features, in batches of ``batch_size``."""
+
+    def __init__(self, cell, batch_size=16):
+        self.cell = cell
+        self.batch_size = int(batch_size)
+
+    def __call__(self, images):
+        images = np.asarray(images, dtype=np.float32)
+        outs = []
+        for start in range(0, images.shape[0], self.batch_size):
+            chunk = images[start:start + self.batch_size]
+            count = chunk.shape[0]
+            if count < self.batch_size:
+                pad = np.zeros((self.batch_size - count,) + chunk.shape[1:], np.float32)
+                chunk = np.concatenate([chunk, pad], axis=0)
+            outs.append(self.cell(ms.Tensor(chunk)).asnumpy()[:count])
+        return np.concatenate(outs, axis=0)
+
+
+def features_of_files(paths, features, reader=read_image, progress=True, desc="features"):
+    """[N, D] features of image files ([0, 1] RGB, NCHW) through ``features`` (a BatchedFeatures)."""
+    batch, outs = [], []
+    batch_size = getattr(features, "batch_size", 16)
+
+    def flush():
+        if batch:
+            outs.append(features(np.stack(batch)))
+            batch.clear()
+
+    for path in _progress(paths, len(paths), desc, progress):
+        image = reader(path).transpose(2, 0, 1)
+        if batch and image.shape != batch[0].shape:
+            flush()
+        batch.append(image)
+        if len(batch) == batch_size:
+            flush()
+    flush()
+    return np.concatenate(outs, axis=0)
