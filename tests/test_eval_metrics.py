@@ -42,14 +42,15 @@ def test_fid_of_a_set_with_itself_is_zero(rng):
     assert fid_from_features(feats, feats + 0.5) == pytest.approx(32 * 0.25, rel=1e-9)  # mean shift only
 
 
+@pytest.mark.parametrize("method", ["sqrtm", "eigh"])
 @pytest.mark.parametrize("rotate", [False, True])
-def test_gaussian_closed_form(rng, rotate):
+def test_gaussian_closed_form(rng, rotate, method):
     dim = 64
     mu1, mu2 = rng.standard_normal(dim), rng.standard_normal(dim)
     s1, s2 = rng.uniform(0.1, 3.0, dim), rng.uniform(0.1, 3.0, dim)
     q = random_rotation(rng, dim) if rotate else np.eye(dim)
     sigma1, sigma2 = q @ np.diag(s1) @ q.T, q @ np.diag(s2) @ q.T
-    got = frechet_distance(mu1, sigma1, mu2, sigma2)
+    got = frechet_distance(mu1, sigma1, mu2, sigma2, method=method)
     assert got == pytest.approx(closed_form(mu1, s1, mu2, s2), rel=1e-8, abs=1e-8)
 
 
@@ -61,17 +62,24 @@ def test_sampled_features_approach_the_population_value(rng):
     assert fid_from_features(a, b) == pytest.approx(closed_form(np.zeros(dim), s1, np.full(dim, 0.3), s2), abs=0.05)
 
 
-def test_rank_deficient_covariances_stay_finite(rng):
+@pytest.mark.parametrize("method", ["sqrtm", "eigh"])
+def test_rank_deficient_covariances_stay_finite(rng, method):
     """Fewer images than dimensions (the usual small-set case): finite, real, >= 0, and right."""
     a, b = rng.standard_normal((10, 64)), rng.standard_normal((12, 64)) + 0.1
-    got = fid_from_features(a, b)
+    got = fid_from_features(a, b, method=method)
     (mu1, s1), (mu2, s2) = feature_statistics(a), feature_statistics(b)
     eig = np.linalg.eigvals(s1 @ s2).real  # tr sqrt(S1 S2) = sum sqrt(eig), eigenvalues >= 0
     want = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.clip(eig, 0, None)).sum()
     assert np.isfinite(got) and got >= 0
     assert got == pytest.approx(want, rel=1e-6)
     zero = np.zeros((64, 64))  # identical images: zero covariance
-    assert frechet_distance(np.zeros(64), zero, np.ones(64), zero) == pytest.approx(64.0)
+    assert frechet_distance(np.zeros(64), zero, np.ones(64), zero, method=method) == pytest.approx(64.0)
+
+
+def test_eigh_and_sqrtm_agree_on_full_rank_statistics(rng):
+    a = rng.standard_normal((400, 96)) @ rng.standard_normal((96, 96))
+    b = rng.standard_normal((300, 96)) @ rng.standard_normal((96, 96)) + 0.2
+    assert fid_from_features(a, b, method="eigh") == pytest.approx(fid_from_features(a, b), rel=1e-9)
 
 
 def test_product_without_square_root_takes_the_offset_path(monkeypatch):
@@ -88,6 +96,10 @@ def test_product_without_square_root_takes_the_offset_path(monkeypatch):
 def test_invalid_statistics_raise_one_line_errors(rng):
     with pytest.raises(FIDError, match="imaginary"):
         frechet_distance(np.zeros(3), -np.eye(3), np.zeros(3), np.eye(3))  # not PSD
+    with pytest.raises(FIDError, match="negative eigenvalue"):
+        frechet_distance(np.zeros(3), -np.eye(3), np.zeros(3), np.eye(3), method="eigh")
+    with pytest.raises(FIDError, match="not symmetric"):
+        frechet_distance(np.zeros(2), np.array([[1.0, 0.5], [0.0, 1.0]]), np.zeros(2), np.eye(2), method="eigh")
     with pytest.raises(FIDError, match="shapes differ"):
         frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
     with pytest.raises(FIDError, match="NaN"):
@@ -125,6 +137,30 @@ def test_statistics_cache_roundtrip_and_keys(tmp_path, rng):
     assert key != statistics_key(images[:2], "w1", "fid")
     (tmp_path / "0.png").write_bytes(b"changed")
     assert key != statistics_key(images, "w1", "fid")
+
+
+def test_statistics_for_files_computes_once_then_reads_the_cache(tmp_path, rng):
+    from modify_ms.eval.extract import statistics_for_files
+
+    paths = []
+    for i in range(5):
+        paths.append(str(tmp_path / f"{i}.png"))
+        save_image_atomic(paths[-1], rng.integers(0, 256, (20, 20, 3), dtype=np.uint8))
+    seen = []
+
+    def features(images):  # stand-in network: per-channel means and their squares
+        seen.append(len(images))
+        means = images.mean(axis=(2, 3))
+        return np.concatenate([means, means ** 2], axis=1)
+
+    cache = str(tmp_path / "cache")
+    first = statistics_for_files(paths, features, cache, "w", "s", progress=False)
+    assert not first["cached"] and sum(seen) == 5 and first["mu"].shape == (6,)
+    again = statistics_for_files(paths, features, cache, "w", "s", progress=False)
+    assert again["cached"] and sum(seen) == 5  # nothing recomputed
+    np.testing.assert_array_equal(again["sigma"], first["sigma"])
+    other = statistics_for_files(paths[:4], features, cache, "w", "s", progress=False)
+    assert not other["cached"] and other["num_images"] == 4 and len(os.listdir(cache)) == 2
 
 
 # ---------------------------------------------------------------- identity distance
@@ -184,7 +220,11 @@ def lpips_alex():
     """The project's LPIPS (AlexNet, v0.1 layout) with random weights, per-pair output at 64 px."""
     from modify_ms.losses.lpips import LPIPS
 
-    cell = LPIPSDistance(LPIPS("alex", reduction="none"), size=64)
+    lpips = LPIPS("alex", reduction="none")
+    for param in lpips.get_parameters():  # the real v0.1 linear layers are non-negative
+        if param.name.startswith("lin"):
+            param.set_data(ms.Tensor(np.abs(param.asnumpy())))
+    cell = LPIPSDistance(lpips, size=64)
     return lambda x, y: cell(ms.Tensor(x), ms.Tensor(y)).asnumpy()
 
 

@@ -11,7 +11,7 @@
 * ``report``     Markdown / CSV result tables
 """
 from .diversity import LPIPSDistance, diversity_of_output_groups, lpips_diversity, mean_pairwise_lpips
-from .extract import BatchedFeatures, features_of_files
+from .extract import BatchedFeatures, features_of_files, statistics_for_files
 from .fid import (FIDError, feature_statistics, fid_from_features, frechet_distance, load_statistics,
                   save_statistics, statistics_key)
 from .files import EvalInputError, group_outputs, list_images, pair_by_stem, read_image
@@ -19,7 +19,7 @@ from .identity import ArcFaceEmbedder, identity_distance, identity_distances, id
 from .inception import FEATURE_DIM, InceptionFeatureExtractor, InceptionV3
 
 __all__ = ["LPIPSDistance", "diversity_of_output_groups", "lpips_diversity", "mean_pairwise_lpips",
-           "BatchedFeatures", "features_of_files", "FIDError", "feature_statistics", "fid_from_features",
+           "BatchedFeatures", "features_of_files", "statistics_for_files", "FIDError", "feature_statistics", "fid_from_features",
            "frechet_distance", "load_statistics", "save_statistics", "statistics_key", "EvalInputError",
            "group_outputs", "list_images", "pair_by_stem", "read_image", "ArcFaceEmbedder",
            "identity_distance", "identity_distances", "identity_distances_for_pairs", "FEATURE_DIM",

@@ -4,6 +4,8 @@ The last, partial batch is padded with zeros to the full batch size and the
 padding rows are dropped afterwards, so the compiled graph never sees a new
 shape. Consecutive images of equal size share a batch.
 """
+import os
+
 import numpy as np
 import mindspore as ms
 
@@ -57,3 +59,26 @@ def features_of_files(paths, features, reader=read_image, progress=True, desc="f
             flush()
     flush()
     return np.concatenate(outs, axis=0)
+
+
+def statistics_for_files(paths, features, cache_dir=None, weights_digest="", settings="", progress=True,
+                         desc="features"):
+    """FID statistics of image files, read from / written to ``cache_dir`` when given.
+
+    The cache file is ``fid_stats_<key>.npz`` with ``key = statistics_key(paths, weights_digest,
+    settings)``: a changed, added or removed file, other weights or other extractor settings
+    give another key. Returns dict(mu, sigma, num_images, key, cached).
+    """
+    from .fid import feature_statistics, load_statistics, save_statistics, statistics_key
+
+    key = statistics_key(paths, weights_digest, settings)
+    cache = os.path.join(cache_dir, f"fid_stats_{key}.npz") if cache_dir else None
+    if cache and os.path.isfile(cache):
+        stats = load_statistics(cache)
+        if stats["key"] == key and stats["num_images"] == len(paths):
+            return dict(stats, cached=True)
+    feats = features_of_files(paths, features, progress=progress, desc=desc)
+    mu, sigma = feature_statistics(feats)
+    if cache:
+        save_statistics(cache, mu, sigma, len(paths), key)
+    return {"mu": mu, "sigma": sigma, "num_images": len(paths), "key": key, "cached": False}

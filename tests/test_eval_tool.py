@@ -1,0 +1,105 @@
+"""tools/evaluate.py end to end on tiny folders with random-weight networks in the real layouts."""
+import os
+
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")  # see test_eval_inception.py
+
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from modify_ms.data.imageio import save_image_atomic  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tools"))
+import evaluate  # noqa: E402
+
+
+def _png(path, rng, base=None):
+    image = base if base is not None else rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    save_image_atomic(str(path), image)
+    return image
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    from modify_ms.eval.inception import InceptionV3
+    from modify_ms.losses.lpips import LPIPS
+    from weights_convert.mapping import save_ms_checkpoint
+
+    rng = np.random.default_rng(7)
+    root = tmp_path_factory.mktemp("evaluate")
+    for name in ("inputs", "outputs", "style"):
+        (root / name).mkdir()
+    for i in range(3):
+        face = _png(root / "inputs" / f"face{i}.png", rng)
+        if i < 2:  # face0: two identical stylizations (= the input); face1: two different ones
+            _png(root / "outputs" / f"face{i}_k0.png", rng, face if i == 0 else None)
+            _png(root / "outputs" / f"face{i}_k1.png", rng, face if i == 0 else None)
+    for i in range(4):
+        _png(root / "style" / f"s{i}.png", rng)
+    inception = InceptionV3("fid")
+    save_ms_checkpoint({p.name: p.asnumpy() for p in inception.get_parameters()}, str(root / "fid.ckpt"),
+                       {"variant": "fid", "transform_input": False})
+    lpips = LPIPS("alex")  # the real v0.1 linear layers are non-negative: so are these random ones
+    save_ms_checkpoint({p.name: np.abs(p.asnumpy()) if p.name.startswith("lin") else p.asnumpy()
+                        for p in lpips.get_parameters()}, str(root / "lpips.ckpt"),
+                       {"net": "alex"})
+    return root
+
+
+@pytest.fixture
+def tiny_arcface(monkeypatch):
+    """The real IR-SE50 is too big for a unit test; the tool's pipeline runs on a tiny one."""
+    from modify_ms.losses.identity import IdentityLoss
+
+    monkeypatch.setattr(evaluate, "load_arcface",
+                        lambda path: IdentityLoss(256, 32, units=(1, 1, 1, 1), channels=(8, 8, 16, 16),
+                                                  embedding_dim=16))
+
+
+def test_evaluate_writes_tables_with_all_metrics(workspace, tiny_arcface, capsys):
+    w = workspace
+    args = ["--outputs", str(w / "outputs"), "--inputs", str(w / "inputs"), "--style", str(w / "style"),
+            "--inception", str(w / "fid.ckpt"), "--arcface", str(w / "fid.ckpt"), "--lpips", str(w / "lpips.ckpt"),
+            "--report", str(w / "report"), "--cache-dir", str(w / "cache"), "--batch-size", "2", "--quiet",
+            "--metric-size", "64", "--fid-method", "eigh"]  # sqrtm: ~40 s at 2048-d here
+    assert evaluate.main(args) == 0
+    out, err = capsys.readouterr()
+    assert "| run | fid |" in out and "rank-deficient" in err and "face2" in err  # face2 has no output
+    header, row = (w / "report.csv").read_text().splitlines()
+    values = dict(zip(header.split(","), row.split(",")))
+    assert values["fid_images"] == "4" and values["style_images"] == "4"
+    assert np.isfinite(float(values["fid"]))
+    assert values["identity_pairs"] == "4" and values["diversity_inputs"] == "2"
+    assert values["variants_per_input"] == "2"
+    assert float(values["identity_distance"]) > 0  # face1's outputs are other images
+    assert float(values["lpips_diversity"]) > 0
+    assert "rank-deficient" in (w / "report.md").read_text()
+    cached = sorted(os.listdir(w / "cache"))  # style and output statistics (reuse: test_eval_metrics)
+    assert len(cached) == 2 and all(n.startswith("fid_stats_") for n in cached)
+
+
+def test_identical_outputs_give_zero_identity_distance_and_diversity(workspace, tiny_arcface, tmp_path):
+    import shutil
+
+    out = tmp_path / "same"
+    out.mkdir()
+    for k in range(2):
+        shutil.copy(workspace / "outputs" / f"face0_k{k}.png", out / f"face0_k{k}.png")
+    args = ["--outputs", str(out), "--inputs", str(workspace / "inputs"), "--arcface", "x.ckpt",
+            "--lpips", str(workspace / "lpips.ckpt"), "--quiet", "--metric-size", "64"]
+    assert evaluate.main(args) == 0
+    header, row = (out / "evaluation.csv").read_text().splitlines()
+    values = dict(zip(header.split(","), row.split(",")))
+    assert abs(float(values["identity_distance"])) < 1e-4 and abs(float(values["lpips_diversity"])) < 1e-4
+
+
+def test_missing_folder_and_weights_are_one_line_errors(workspace, tmp_path, capsys):
+    assert evaluate.main(["--outputs", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such folder" in err
+    assert evaluate.main(["--outputs", str(workspace / "outputs"), "--style", str(workspace / "style"),
+                          "--inception", str(tmp_path / "missing.ckpt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing.ckpt: no such Inception weights file" in err
