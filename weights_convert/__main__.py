@@ -13,6 +13,13 @@ Subcommands
     pytorch-fid ``pt_inception-2015-12-05-*.pth`` or torchvision ``inception_v3``
     weights (auto-detected) -> MindSpore FID Inception .ckpt.
 
+``irse50 SRC DST [--target identity|encoder] [--image-size N]``
+    ArcFace ``model_ir_se50.pth`` -> identity-loss network or pSp encoder backbone.
+``psp SRC DST``
+    pSp ``psp_ffhq_encode.pt`` -> encoder + decoder + latent_avg (opts in the sidecar).
+``lpips DST --net alex|vgg --lin LIN.pth --backbone TORCHVISION.pth``
+    LPIPS v0.1 linear layers (lpips or pSp layout) + torchvision ImageNet weights.
+
 Adding an importer: put a module in :data:`IMPORTERS` (subcommand -> module
 name). The module provides ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int`` (exit code), and may provide
@@ -33,6 +40,9 @@ os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 IMPORTERS = {
     "stylegan2": "weights_convert.stylegan2",
     "inception": "weights_convert.inception",
+    "irse50": "weights_convert.irse",
+    "psp": "weights_convert.psp",
+    "lpips": "weights_convert.lpips_weights",
 }
 
 MANIFESTS_ENV = "MODIFY_MS_KEY_MANIFESTS"  # optional path to checkpoint_key_manifests.json
