@@ -174,3 +174,15 @@ def test_full_width_irse50_parity(rng):
     assert_close(cell.features(m(x)), ref.features(t(x)), FWD, "IR-SE50 features at 64")
     x = rng.uniform(-1, 1, (1, 3, 112, 112)).astype(np.float32)
     assert_close(cell(m(x)), ref(t(x)), FWD, "ArcFace embedding at 112")
+
+
+@pytest.mark.slow
+def test_full_psp_encoder_at_256(rng):
+    """The real pSp encoder (IR-SE50, 18 heads of 512 channels) on one 256x256 image."""
+    ref = randomize(PSPEncoder(18, 256), seed=7).eval()
+    cell = load_encoder(GradualStyleEncoder(), ref)
+    cell.set_train(False)
+    x = rng.uniform(-1, 1, (1, 3, 256, 256)).astype(np.float32)
+    with torch.no_grad():
+        expected = ref(t(x))
+    assert_close(cell(m(x)), expected, FWD, "pSp W+ at 256")
