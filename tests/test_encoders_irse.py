@@ -19,10 +19,9 @@ from parity_utils import assert_close, m, t
 from reference.irse_ref import UNITS, ArcFace, PSPEncoder, randomize
 from modify_ms.models.irse import IRSEBackbone, units_for
 from modify_ms.models.psp_encoder import GradualStyleEncoder, n_styles_for
-from weights_convert.irse import convert_arcface, encoder_backbone_shapes
-from weights_convert.mapping import Rule, load_into, map_state_dict, target_shapes_of
+from weights_convert.irse import OPTIONAL, convert_arcface
+from weights_convert.mapping import load_into, map_state_dict, target_shapes_of
 from weights_convert.psp import encoder_rules, split_prefix
-from weights_convert.irse import OPTIONAL
 
 TINY = (8, 16, 32, 64)
 SHALLOW = (1, 2, 2, 1)

@@ -8,7 +8,6 @@ backward through ~20 layers, crop, adaptive pooling and the normalisation).
 """
 import numpy as np
 import pytest
-import torch
 import mindspore as ms
 from mindspore import nn
 

@@ -14,9 +14,7 @@ the real depth; the defaults are the real IR-SE50. ``frozen=True`` builds every
 BatchNorm with ``use_batch_statistics=False``, so a parent's ``set_train(True)``
 can never switch it to batch statistics or update its moving averages.
 """
-import numpy as np
-import mindspore as ms
-from mindspore import Tensor, nn, ops
+from mindspore import nn, ops
 
 UNITS = {50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 152: (3, 8, 36, 3)}
 CHANNELS = (64, 128, 256, 512)
