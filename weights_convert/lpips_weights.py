@@ -101,7 +101,7 @@ def convert_lpips_files(lin_path, backbone_path, dst, net="alex"):
     params = convert_lpips(_read_state(lin_path, "LPIPS linear-layer"), _read_state(backbone_path, "torchvision"),
                            shapes, net, lin_name=lin_path, backbone_name=backbone_path)
     meta = {"format": "modify_ms.lpips", "module": "modify_ms.losses.lpips", "arch": "LPIPS",
-            "kwargs": {"net": net}, "version": "0.1", "lin_source": os.path.abspath(lin_path),
+            "kwargs": {"net": net}, "net": net, "version": "0.1", "lin_source": os.path.abspath(lin_path),
             "backbone_source": os.path.abspath(backbone_path), "num_params": len(params),
             "ignored_source_entries": ["classifier.* (ImageNet head, not used by LPIPS)"]}
     save_ms_checkpoint(params, dst, meta)
