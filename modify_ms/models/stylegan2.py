@@ -132,8 +132,11 @@ class Generator(nn.Cell):
         return [(batch, 1, 2 ** ((i + 5) // 2), 2 ** ((i + 5) // 2)) for i in range(self.num_layers)]
 
     def random_noise(self, batch, rng):
-        """Fresh per-layer noise drawn on the host from a seeded ``np.random.Generator``."""
-        return tuple(Tensor(rng.standard_normal(s, dtype=np.float32)) for s in self.noise_shapes(batch))
+        """Fresh per-layer noise drawn on the host from a seeded ``np.random.Generator``.
+
+        ``mutable``: a plain tuple of Tensors is a compile-time constant to GRAPH_MODE, and
+        new values would recompile the graph every step."""
+        return ms.mutable(tuple(Tensor(rng.standard_normal(s, dtype=np.float32)) for s in self.noise_shapes(batch)))
 
     def const_noise(self):
         return tuple(getattr(self.noises, f"noise_{i}") for i in range(self.num_layers))

@@ -1,1 +1,1 @@
-"""Small helpers with no model code (image grids, ...)."""
+"""Small shared utilities (checkpoint files, image grids)."""

@@ -1,0 +1,37 @@
+"""Shared behaviour of the command-line tools: quiet MindSpore, one-line errors, clean exit.
+
+Import this module before anything imports MindSpore.
+"""
+import os
+import sys
+
+os.environ.setdefault("GLOG_v", "3")  # MindSpore C++ logging: errors only
+os.environ.setdefault("GLOG_logtostderr", "1")
+
+
+def run_main(main):
+    """Run ``main()``; a user error becomes one line on stderr with exit code 2, and the
+    process leaves via os._exit so MindSpore's exit-time ``Cell.__del__`` noise never shows."""
+    from .config import ConfigError
+    from .data.imageio import InputError
+    from .data.sources import DataSourceError
+    from .utils.checkpoint import CheckpointFileError
+
+    user_errors = (ConfigError, InputError, DataSourceError, CheckpointFileError, FileNotFoundError)
+    try:
+        from .train.common import WeightsMissingError
+        user_errors += (WeightsMissingError,)
+    except ImportError:
+        pass
+    code = 0
+    try:
+        code = main() or 0
+    except user_errors as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,51 @@
+"""Adversarial objectives for MODIFY: WGAN (the paper) or non-saturating logistic (the authors' code),
+both with the one-sided Lipschitz gradient penalty on real/fake interpolates (weight 10).
+
+``kind`` is a config value: 'wgan' or 'logistic'. Each function takes discriminator
+logits [B, 1]. The interpolation weights ``alpha`` [B, 1, 1, 1] are drawn on the host.
+"""
+import mindspore as ms
+from mindspore import nn, ops
+
+KINDS = ("wgan", "logistic")
+
+
+def generator_adv_loss(fake_logits, kind):
+    """What the generator side minimises: -E[D(fake)] (WGAN) or E[softplus(-D(fake))] (logistic)."""
+    if kind == "wgan":
+        return -fake_logits.mean()
+    return ops.softplus(-fake_logits).mean()
+
+
+def discriminator_adv_loss(real_logits, fake_logits, kind):
+    """What the discriminator minimises: E[D(fake)] - E[D(real)] or E[softplus(D(fake)) + softplus(-D(real))]."""
+    if kind == "wgan":
+        return fake_logits.mean() - real_logits.mean()
+    return ops.softplus(fake_logits).mean() + ops.softplus(-real_logits).mean()
+
+
+class _SumLogits(nn.Cell):
+    def __init__(self, nets):
+        super().__init__(auto_prefix=False)  # shared sub-cell: keep its parameter names
+        self.nets = nets
+
+    def construct(self, x):
+        return self.nets.critic(x).sum()
+
+
+class LipschitzPenalty(nn.Cell):
+    """E[max(0, ||grad_x critic(x_hat)||_2 - 1)^2] at x_hat = alpha * real + (1 - alpha) * fake (one-sided).
+
+    ``nets`` is any cell with a ``critic(images)`` method (ModifyNets). The penalty is
+    differentiated again by the discriminator's update (double backward)."""
+
+    def __init__(self, nets):
+        super().__init__(auto_prefix=False)
+        self.sum_logits = _SumLogits(nets)
+        self.input_grad = ops.GradOperation()
+
+    def construct(self, real, fake, alpha):
+        x_hat = alpha * real + (1.0 - alpha) * fake
+        grad = self.input_grad(self.sum_logits)(x_hat)
+        norm = ops.sqrt((grad * grad).sum(axis=(1, 2, 3)) + 1e-12)
+        return (ops.relu(norm - 1.0) ** 2).mean()

@@ -1,0 +1,196 @@
+"""Pieces shared by both stages: runtime set-up, networks from configs and weight files,
+optimizers, run checkpoints (atomic, exact resume), metrics log and sample grids."""
+import glob
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import mindspore as ms
+from mindspore import nn
+
+from ..config import save_resolved
+from ..data.imageio import save_image_atomic
+from ..losses.identity import IdentityLoss
+from ..losses.lpips import LPIPS
+from ..models.modify import ModifyNets
+from ..utils.checkpoint import (CheckpointFileError, atomic_write_json, fill_cell, load_groups, named_arrays,
+                                read_arrays, save_arrays)
+from ..utils.images import make_grid
+
+
+class WeightsMissingError(ValueError):
+    """A pretrained weight file named by the config is needed but absent."""
+
+
+def setup_runtime(run_cfg, out_dir):
+    """GRAPH_MODE on the configured device, with MindSpore's compile cache inside the run folder."""
+    os.makedirs(out_dir, exist_ok=True)
+    kwargs = dict(mode=ms.GRAPH_MODE, device_target=run_cfg.device)
+    ms.set_context(**kwargs)
+    if run_cfg.compile_cache:
+        ms.set_context(enable_compile_cache=True, compile_cache_path=os.path.join(out_dir, ".compile_cache"))
+
+
+class LossNets(nn.Cell):
+    """The frozen perceptual and identity networks under stable names (``lpips.*``, ``identity.*``)."""
+
+    def __init__(self, cfg, image_size):
+        super().__init__()
+        self.lpips = LPIPS(cfg.lpips_net)
+        self.identity = IdentityLoss(image_size, num_layers=cfg.identity_num_layers, units=cfg.identity_units,
+                                     channels=tuple(cfg.identity_channels))
+
+
+def _weight_file(path, what, require, log):
+    if path:
+        if not os.path.isfile(path):
+            raise WeightsMissingError(f"{path}: {what} weights not found (see README, 'Pretrained weights')")
+        return path
+    if require:
+        raise WeightsMissingError(f"weights.{what} is empty: a converted checkpoint is required "
+                                  f"(see README, 'Pretrained weights'), or set weights.require=false for a smoke test")
+    log(f"note: no {what} weights given, using random initialisation (smoke test only)")
+    return ""
+
+
+def load_pretrained(nets, loss_nets, weights, log):
+    """Fill networks from converted checkpoints named in ``weights`` (WeightsConfig)."""
+    path = _weight_file(weights.generator, "generator", weights.require, log)
+    if path:
+        arrays, _ = read_arrays(path)
+        fill_cell(nets.decoder, arrays, path)
+    path = _weight_file(weights.discriminator, "discriminator", weights.require, log)
+    if path:
+        arrays, _ = read_arrays(path)
+        fill_cell(nets.discriminator, arrays, path)
+    path = _weight_file(weights.encoder_backbone, "encoder_backbone", weights.require, log)
+    if path:
+        arrays, _ = read_arrays(path)
+        # only the IR-SE50 body is pretrained; the pyramid and style heads start fresh (as in pSp)
+        fill_cell(nets.encoder, arrays, path, allow_missing=("styles.", "latlayer", "latent_avg"))
+    path = _weight_file(weights.identity, "identity", weights.require, log)
+    if path:
+        arrays, _ = read_arrays(path)
+        fill_cell(loss_nets.identity, arrays, path)
+    path = _weight_file(weights.lpips, "lpips", weights.require, log)
+    if path:
+        arrays, _ = read_arrays(path)
+        fill_cell(loss_nets.lpips, arrays, path)
+    # pSp starts the encoder from the decoder's mean latent
+    avg = nets.decoder.latent_avg.asnumpy()
+    nets.encoder.latent_avg.set_data(ms.Tensor(np.tile(avg[None], (nets.n_latent, 1))))
+
+
+def adam(cell, optim_cfg):
+    return nn.Adam(cell.trainable_params(), learning_rate=optim_cfg.lr, beta1=optim_cfg.beta1,
+                   beta2=optim_cfg.beta2)
+
+
+def optimizer_groups(optimizers):
+    """{'optim.encoder': Adam, ...} for checkpointing (moments, beta powers, step counters)."""
+    return {f"optim.{name}": opt for name, opt in optimizers.items()}
+
+
+class RunCheckpoints:
+    """``run_dir/checkpoints/step_XXXXXXXX.ckpt`` + ``.json``; ``latest.json`` points at the newest."""
+
+    def __init__(self, run_dir, keep=3):
+        self.dir = os.path.join(run_dir, "checkpoints")
+        self.keep = keep
+
+    def save(self, step, groups, state):
+        os.makedirs(self.dir, exist_ok=True)
+        path = os.path.join(self.dir, f"step_{step:08d}.ckpt")
+        save_arrays(named_arrays(groups), path, dict(state, step=step))
+        atomic_write_json(os.path.join(self.dir, "latest.json"), {"checkpoint": os.path.basename(path), "step": step})
+        for old in sorted(glob.glob(os.path.join(self.dir, "step_*.ckpt")))[:-self.keep]:
+            for f in (old, old + ".json"):
+                if os.path.exists(f):
+                    os.remove(f)
+        return path
+
+    def latest(self):
+        pointer = os.path.join(self.dir, "latest.json")
+        if not os.path.isfile(pointer):
+            return None
+        with open(pointer, encoding="utf-8") as fh:
+            return os.path.join(self.dir, json.load(fh)["checkpoint"])
+
+
+def resolve_checkpoint(path):
+    """A run directory (its latest checkpoint) or a checkpoint file."""
+    if os.path.isdir(path):
+        latest = RunCheckpoints(path).latest()
+        if latest is None:
+            raise CheckpointFileError(f"{path}: run directory has no checkpoints/latest.json")
+        return latest
+    if not os.path.isfile(path):
+        raise CheckpointFileError(f"{path}: no such run directory or checkpoint")
+    return path
+
+
+def load_checkpoint_into(path, groups, partial=False):
+    """Fill ``groups`` from a run checkpoint; ``partial`` ignores entries of other groups
+    (stage 2 reads only the networks of a stage-1 checkpoint, not its optimizers)."""
+    arrays, meta = read_arrays(path)
+    if partial:
+        keep = tuple(f"{g}/" for g in groups)
+        arrays = {k: v for k, v in arrays.items() if k.startswith(keep)}
+    load_groups(groups, arrays, path)
+    return meta
+
+
+def rng_state(rng):
+    return rng.bit_generator.state
+
+
+def restore_rng(state):
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state
+    return rng
+
+
+class MetricsLog:
+    """One JSON object per line in ``run_dir/metrics.jsonl``; appended, flushed each write."""
+
+    def __init__(self, run_dir, resume_step=None):
+        self.path = os.path.join(run_dir, "metrics.jsonl")
+        if resume_step is not None and os.path.exists(self.path):
+            # drop lines past the resumed checkpoint so the log reads as one uninterrupted run
+            with open(self.path, encoding="utf-8") as fh:
+                lines = [l for l in fh if l.strip() and json.loads(l).get("step", 0) <= resume_step]
+            with open(self.path + ".tmp", "w", encoding="utf-8") as fh:
+                fh.writelines(lines)
+            os.replace(self.path + ".tmp", self.path)
+        self.fh = open(self.path, "a", encoding="utf-8")
+
+    def write(self, record):
+        self.fh.write(json.dumps(record) + "\n")
+        self.fh.flush()
+
+    def close(self):
+        self.fh.close()
+
+
+def save_grid(path, rows):
+    save_image_atomic(path, make_grid(rows))
+
+
+def write_resolved_config(cfg, run_dir):
+    save_resolved(cfg, os.path.join(run_dir, "config.yaml"))
+
+
+def host_noise(decoder, batch, rng, mode):
+    """Per-layer generator noise drawn on the host, or the fixed buffers (``mode='const'``)."""
+    if mode == "const":
+        return ms.mutable(tuple(ms.Tensor(np.tile(p.asnumpy(), (batch, 1, 1, 1))) for p in decoder.const_noise()))
+    return decoder.random_noise(batch, rng)
+
+
+def progress(total, initial, desc):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, file=sys.stderr,
+                disable=None, smoothing=0.1)

@@ -1,0 +1,216 @@
+"""Typed configs of MODIFY's two stages. Each builder receives only its own section.
+
+YAML files map onto ``Stage1Config`` / ``Stage2Config`` via ``modify_ms.config.load_config``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Tuple
+
+from ..data.config import DataConfig
+
+NETWORKS = ("encoder", "decoder", "remap")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """The StyleGAN2 decoder D (config-f at 1024 in the paper)."""
+    size: int = 1024
+    style_dim: int = 512
+    n_mlp: int = 8
+    channel_multiplier: int = 2
+    channel_max: int = 512
+
+    def validate(self):
+        if self.size not in (8, 16, 32, 64, 128, 256, 512, 1024):
+            raise ValueError(f"generator.size must be a power of two in [8, 1024], got {self.size}")
+        if self.style_dim < 1 or self.channel_max < 1 or self.n_mlp < 1:
+            raise ValueError("generator.style_dim, n_mlp and channel_max must be positive")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """pSp GradualStyleEncoder over IR-SE (IR-SE50 by default); input at the loss resolution."""
+    num_layers: int = 50
+    units: Optional[Tuple[int, int, int, int]] = None  # per-block unit counts; None = from num_layers
+    channels: Tuple[int, int, int, int] = (64, 128, 256, 512)
+
+    def validate(self):
+        if self.units is None and self.num_layers not in (50, 100, 152):
+            raise ValueError(f"encoder.num_layers must be 50, 100 or 152, got {self.num_layers}")
+        if min(self.channels) < 16:
+            raise ValueError("encoder.channels must be >= 16 (squeeze-excitation reduces by 16)")
+
+
+@dataclass(frozen=True)
+class RemapConfig:
+    """Remapping network M: z -> the last xi W+ rows."""
+    xi: int = 9
+    n_layers: int = 8
+    lr_mul: float = 1.0
+
+    def validate(self):
+        if self.xi < 1 or self.n_layers < 1 or self.lr_mul <= 0:
+            raise ValueError("remap.xi and remap.n_layers must be >= 1, lr_mul > 0")
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    channel_multiplier: int = 2
+    channel_max: int = 512
+
+
+@dataclass(frozen=True)
+class LossNetsConfig:
+    """The frozen networks of the perceptual and identity losses."""
+    lpips_net: Literal["alex", "vgg"] = "alex"
+    identity_num_layers: int = 50
+    identity_units: Optional[Tuple[int, int, int, int]] = None
+    identity_channels: Tuple[int, int, int, int] = (64, 128, 256, 512)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    remap: RemapConfig = field(default_factory=RemapConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss_nets: LossNetsConfig = field(default_factory=LossNetsConfig)
+    loss_size: int = 256  # every loss at this resolution (generator output average-pooled), as the authors did
+
+    def validate(self):
+        if self.loss_size > self.generator.size or self.generator.size % self.loss_size:
+            raise ValueError(f"model.loss_size {self.loss_size} must divide generator.size {self.generator.size}")
+        if self.loss_size % 64:
+            raise ValueError(f"model.loss_size must be a multiple of 64 (encoder input), got {self.loss_size}")
+        n_latent = 2 * (self.generator.size.bit_length() - 1) - 2
+        if not 1 <= self.remap.xi < n_latent:
+            raise ValueError(f"model.remap.xi must be in [1, {n_latent - 1}] for a {self.generator.size} generator")
+
+
+@dataclass(frozen=True)
+class WeightsConfig:
+    """Converted MindSpore checkpoints (see README: weights). Empty = random initialisation."""
+    generator: str = ""         # python -m weights_convert stylegan2 stylegan2-ffhq-config-f.pt ... --which g_ema
+    discriminator: str = ""     # ... --which d
+    encoder_backbone: str = ""  # python -m weights_convert irse50 model_ir_se50.pth ...
+    identity: str = ""          # the same model_ir_se50.pth, converted for the identity loss
+    lpips: str = ""             # LPIPS linear layers + AlexNet/VGG backbone
+    require: bool = True        # an empty path is an error (set false for smoke tests)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Stage 1 weights {swap, lpips, adv_r, adv_z, l2, id}."""
+    swap: float = 0.0
+    lpips: float = 0.0
+    adv_r: float = 0.0
+    adv_z: float = 0.0
+    l2: float = 0.0
+    id: float = 0.0
+
+    def validate(self):
+        if min(self.swap, self.lpips, self.adv_r, self.adv_z, self.l2, self.id) < 0:
+            raise ValueError("loss weights must be >= 0")
+
+
+@dataclass(frozen=True)
+class PhaseConfig:
+    """A run of ``steps`` iterations with fixed loss weights and an explicit set of trained networks."""
+    steps: int = 1
+    weights: LossWeights = field(default_factory=LossWeights)
+    train: Tuple[str, ...] = ("encoder", "decoder")
+
+    def validate(self):
+        if self.steps < 1:
+            raise ValueError(f"phase steps must be >= 1, got {self.steps}")
+        bad = [n for n in self.train if n not in NETWORKS]
+        if bad or not self.train:
+            raise ValueError(f"phase train must name networks from {list(NETWORKS)}, got {list(self.train)}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+
+    def validate(self):
+        if self.lr <= 0 or not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError("optim: lr > 0 and betas in [0, 1) required")
+
+
+@dataclass(frozen=True)
+class AdversarialConfig:
+    """'wgan' is the paper's objective, 'logistic' the authors' code; both with the one-sided GP."""
+    kind: Literal["wgan", "logistic"] = "logistic"
+    gp_weight: float = 10.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    out_dir: str = "runs/modify"
+    seed: int = 0
+    device: Literal["CPU", "GPU", "Ascend"] = "CPU"
+    noise: Literal["random", "const"] = "random"  # generator noise: fresh per step (authors) or the fixed buffers
+    log_every: int = 10
+    sample_every: int = 500
+    ckpt_every: int = 1000
+    keep_checkpoints: int = 3
+    compile_cache: bool = True
+
+    def validate(self):
+        if min(self.log_every, self.sample_every, self.ckpt_every, self.keep_checkpoints) < 1:
+            raise ValueError("run: log_every, sample_every, ckpt_every and keep_checkpoints must be >= 1")
+
+
+@dataclass(frozen=True)
+class Stage1Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    weights: WeightsConfig = field(default_factory=WeightsConfig)
+    data: DataConfig = field(default_factory=lambda: DataConfig(path="builtin:painted", resampled_real=True))
+    phases: Tuple[PhaseConfig, ...] = (
+        PhaseConfig(150000, LossWeights(swap=0, lpips=0.8, adv_r=0.1, adv_z=0, l2=0.8, id=1), ("encoder", "decoder")),
+        PhaseConfig(20000, LossWeights(swap=1.0, lpips=0, adv_r=0, adv_z=0.1, l2=0, id=0),
+                    ("encoder", "decoder", "remap")))
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def validate(self):
+        if not self.phases:
+            raise ValueError("phases: at least one phase is required")
+        if self.data.size != self.model.loss_size:
+            raise ValueError(f"data.size ({self.data.size}) must equal model.loss_size ({self.model.loss_size})")
+        if not self.data.resampled_real:
+            raise ValueError("data.resampled_real must be true in stage 1 (the adversarial loss's y')")
+
+    @property
+    def total_steps(self):
+        return sum(p.steps for p in self.phases)
+
+
+@dataclass(frozen=True)
+class Stage2Weights:
+    """Stage 2 weights (paper: adv 0.01, l2 0.5, lpips 0.8, id 1)."""
+    adv: float = 0.01
+    l2: float = 0.5
+    lpips: float = 0.8
+    id: float = 1.0
+
+
+@dataclass(frozen=True)
+class Stage2Config:
+    stage1: str = ""  # a stage-1 run directory or one of its checkpoints (its model and loss weights are reused)
+    mode: Literal["offline", "online", "test-time"] = "test-time"
+    weights: Stage2Weights = field(default_factory=Stage2Weights)
+    data: DataConfig = field(default_factory=lambda: DataConfig(path="builtin:photos", batch_size=1))
+    offline_steps: int = 20000
+    test_time_steps: int = 50
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    run: RunConfig = field(default_factory=lambda: RunConfig(out_dir="runs/stylize"))
+
+    def validate(self):
+        if self.offline_steps < 1 or self.test_time_steps < 1:
+            raise ValueError("offline_steps and test_time_steps must be >= 1")

@@ -1,0 +1,145 @@
+"""Stage 1, style encapsulation: train E, D, M and Dis on the style images only (paper section 2.1)."""
+import os
+import time
+
+import numpy as np
+import mindspore as ms
+
+from ..data.dataset import build_dataset
+from ..models.modify import ModifyNets
+from .common import (LossNets, MetricsLog, RunCheckpoints, adam, host_noise, load_checkpoint_into,
+                     load_pretrained, optimizer_groups, progress, restore_rng, rng_state, save_grid,
+                     setup_runtime, write_resolved_config)
+from .steps import STAGE1_TERMS, CriticLoss, Stage1Loss, UpdateStep
+
+TRAINED = {"encoder": "encoder", "decoder": "decoder", "remap": "remap_net"}
+
+
+def phase_at(phases, step):
+    """(phase index, first step of that phase) for a global step."""
+    start = 0
+    for i, phase in enumerate(phases):
+        if step < start + phase.steps:
+            return i, start
+        start += phase.steps
+    return len(phases) - 1, start - phases[-1].steps
+
+
+class Stage1Trainer:
+    """Owns the networks, optimizers and step cells; ``run()`` trains to the end of the schedule."""
+
+    def __init__(self, cfg, run_dir, log=print):
+        self.cfg, self.run_dir, self.log = cfg, run_dir, log
+        setup_runtime(cfg.run, run_dir)
+        self.nets = ModifyNets(cfg.model)
+        self.loss_nets = LossNets(cfg.model.loss_nets, cfg.model.loss_size)
+        load_pretrained(self.nets, self.loss_nets, cfg.weights, log)
+        self.optimizers = {name: adam(getattr(self.nets, attr), cfg.optim) for name, attr in TRAINED.items()}
+        self.optimizers["discriminator"] = adam(self.nets.discriminator, cfg.optim)
+        self.step_cells = {}
+        self.rng = np.random.default_rng(cfg.run.seed)
+        self.step = 0
+        self.ckpts = RunCheckpoints(run_dir, cfg.run.keep_checkpoints)
+
+    # ----------------------------------------------------------------- state
+    def groups(self):
+        groups = {"encoder": self.nets.encoder, "decoder": self.nets.decoder, "remap_net": self.nets.remap_net,
+                  "discriminator": self.nets.discriminator}
+        groups.update(optimizer_groups(self.optimizers))
+        return groups
+
+    def save(self):
+        return self.ckpts.save(self.step, self.groups(), {"rng": rng_state(self.rng), "stage": 1})
+
+    def resume(self, path):
+        meta = load_checkpoint_into(path, self.groups())
+        self.step, self.rng = int(meta["step"]), restore_rng(meta["rng"])
+        self.log(f"resumed from {path} at step {self.step}")
+
+    # ----------------------------------------------------------------- steps
+    def phase_cells(self, index):
+        """(generator-side step, discriminator-side step or None) of a phase, built once."""
+        if index not in self.step_cells:
+            phase = self.cfg.phases[index]
+            adv = self.cfg.adversarial
+            loss = Stage1Loss(self.nets, self.loss_nets.lpips, self.loss_nets.identity, phase.weights, adv.kind)
+            trained = [(self.optimizers[n], getattr(self.nets, TRAINED[n]).trainable_params()) for n in phase.train]
+            g_step = UpdateStep(loss, trained)
+            d_step = None
+            if phase.weights.adv_r > 0 or phase.weights.adv_z > 0:
+                d_step = UpdateStep(CriticLoss(self.nets, adv.kind, adv.gp_weight),
+                                    [(self.optimizers["discriminator"], self.nets.discriminator.trainable_params())])
+            self.step_cells[index] = (g_step, d_step)
+        return self.step_cells[index]
+
+    def train_step(self, y, y_real):
+        """One generator-side update then one discriminator update; returns the metrics record."""
+        index, _ = phase_at(self.cfg.phases, self.step)
+        phase = self.cfg.phases[index]
+        g_step, d_step = self.phase_cells(index)
+        batch = y.shape[0]
+        z = ms.Tensor(self.rng.standard_normal((batch, self.nets.remap_net.z_dim), dtype=np.float32))
+        noise_r = host_noise(self.nets.decoder, batch, self.rng, self.cfg.run.noise)
+        noise_z = host_noise(self.nets.decoder, batch, self.rng, self.cfg.run.noise)
+        total, terms, y_r, y_z = g_step(ms.Tensor(y), z, noise_r, noise_z)
+        record = {"step": self.step + 1, "phase": index, "loss": float(total.asnumpy())}
+        record.update({k: float(v.asnumpy()) for k, v in zip(STAGE1_TERMS, terms)})
+        if d_step is not None:
+            fakes = ms.mutable(tuple(f for f, w in ((y_r, phase.weights.adv_r), (y_z, phase.weights.adv_z))
+                                     if w > 0))  # mutable: a constant tuple would recompile every step
+            alpha = ms.Tensor(self.rng.uniform(size=(batch, 1, 1, 1)).astype(np.float32))
+            d_loss, real_logit = d_step(ms.Tensor(y_real), fakes, alpha)
+            record.update(d_loss=float(d_loss.asnumpy()), d_real=float(real_logit.asnumpy()))
+        self.step += 1
+        self.last_images = (y, y_r.asnumpy(), y_z.asnumpy())
+        return record
+
+    # ----------------------------------------------------------------- loop
+    def run(self, max_steps=None):
+        cfg = self.cfg
+        total = cfg.total_steps if max_steps is None else min(cfg.total_steps, max_steps)
+        pipeline = build_dataset(cfg.data, start_epoch=0, log=self.log)
+        per_epoch = pipeline.batches_per_epoch
+        pipeline = build_dataset(cfg.data, start_epoch=self.step // per_epoch, log=lambda _: None) \
+            if self.step >= per_epoch else pipeline
+        skip = self.step % per_epoch
+        metrics = MetricsLog(self.run_dir, resume_step=self.step)
+        os.makedirs(os.path.join(self.run_dir, "samples"), exist_ok=True)
+        bar = progress(total, self.step, "stage 1")
+        iterator = pipeline.dataset.create_tuple_iterator(output_numpy=True, num_epochs=-1)
+        t0 = time.perf_counter()
+        try:
+            for i, (y, y_real) in enumerate(iterator):
+                if i < skip:
+                    continue
+                if self.step >= total:
+                    break
+                record = self.train_step(y, y_real)
+                record["sec"] = round(time.perf_counter() - t0, 4)
+                t0 = time.perf_counter()
+                metrics.write(record)
+                bar.update(1)
+                if self.step % cfg.run.log_every == 0 or self.step == 1:
+                    bar.set_postfix({k: f"{record[k]:.3f}" for k in ("loss", "l2", "lpips", "id", "swap")})
+                if self.step % cfg.run.sample_every == 0 or self.step == total:
+                    path = os.path.join(self.run_dir, "samples", f"step_{self.step:08d}.png")
+                    save_grid(path, list(self.last_images))  # rows: y | y_r | y_z
+                if self.step % cfg.run.ckpt_every == 0 or self.step == total:
+                    self.save()
+        finally:
+            bar.close()
+            metrics.close()
+        return self.step
+
+
+def train_stage1(cfg, run_dir, resume=False, max_steps=None, log=print):
+    """Train stage 1 into ``run_dir`` (config.yaml, metrics.jsonl, samples/, checkpoints/)."""
+    trainer = Stage1Trainer(cfg, run_dir, log)
+    if resume:
+        latest = trainer.ckpts.latest()
+        if latest is None:
+            raise FileNotFoundError(f"{run_dir}: nothing to resume (no checkpoints/latest.json)")
+        trainer.resume(latest)
+    write_resolved_config(cfg, run_dir)
+    trainer.run(max_steps)
+    return trainer

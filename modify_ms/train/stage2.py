@@ -1,0 +1,254 @@
+"""Stage 2, face stylization without style images (paper section 2.2).
+
+E' (``student``) is a trainable copy of the stage-1 encoder E; E stays frozen and
+D(E(x)) is the discriminator's "real"; the decoder is frozen; M is unused. The three
+modes share ``Stage2Model.update``:
+
+* offline:   the whole source set, ``offline_steps`` updates, then inference;
+* online:    images arrive one at a time (batch 1); each gets one update, then its
+             output is written at once; state persists and can be checkpointed;
+* test-time: per photo, E', Dis and both optimizers restart from stage 1, then
+             ``test_time_steps`` updates on that photo alone, then the output.
+"""
+import os
+import zlib
+
+import numpy as np
+import mindspore as ms
+from mindspore import nn, ops
+
+from ..config import load_config
+from ..models.modify import ModifyNets, build_encoder
+from .common import (LossNets, RunCheckpoints, adam, host_noise, load_checkpoint_into, resolve_checkpoint,
+                     restore_rng, rng_state, setup_runtime)
+from .config import Stage1Config
+from .steps import STAGE2_TERMS, CriticLoss, Stage2Loss, UpdateStep
+
+
+class _Render(nn.Cell):
+    """D(encoder(x)) at the loss resolution, no gradients (teacher targets and inference)."""
+
+    def __init__(self, nets, encoder):
+        super().__init__(auto_prefix=False)
+        self.nets, self.encoder = nets, encoder
+
+    def construct(self, x, noise):
+        return ops.stop_gradient(self.nets.render(self.encoder(x), noise))
+
+
+class _RenderFused(nn.Cell):
+    """D({w_l(E'(x)), M(z)}): a stylization with the style rows of a sample z (multi-modal output)."""
+
+    def __init__(self, nets, encoder):
+        super().__init__(auto_prefix=False)
+        self.nets, self.encoder = nets, encoder
+
+    def construct(self, x, z, noise):
+        w_plus = self.encoder(x)
+        rows = self.nets.remap_net(z)
+        return self.nets.render(ops.concat((w_plus[:, :w_plus.shape[1] - rows.shape[1]], rows), axis=1), noise)
+
+
+def load_stage1(stage1_path):
+    """(Stage1Config, checkpoint path) of a stage-1 run directory or checkpoint file."""
+    ckpt = resolve_checkpoint(stage1_path)
+    run_dir = os.path.dirname(os.path.dirname(os.path.abspath(ckpt)))
+    cfg_path = os.path.join(run_dir, "config.yaml")
+    return load_config(cfg_path, Stage1Config), ckpt
+
+
+class Stage2Model:
+    """Networks, optimizers and step cells of stage 2, built once and reset in place."""
+
+    def __init__(self, cfg, run_dir, log=print):
+        self.cfg, self.log = cfg, log
+        if not cfg.stage1:
+            raise ValueError("stage1 is empty: give a stage-1 run directory or checkpoint (--stage1)")
+        self.stage1_cfg, self.stage1_ckpt = load_stage1(cfg.stage1)
+        setup_runtime(cfg.run, run_dir)
+        s1 = self.stage1_cfg
+        self.nets = ModifyNets(s1.model)
+        self.loss_nets = LossNets(s1.model.loss_nets, s1.model.loss_size)
+        self.student = build_encoder(s1.model.encoder, self.nets.n_latent, s1.model.generator.style_dim,
+                                     s1.model.loss_size)
+        self.student.update_parameters_name("student.")
+        from .common import load_pretrained
+        from dataclasses import replace
+        # the loss networks' weights come from the stage-1 config; E, D, M, Dis from its checkpoint
+        load_pretrained(self.nets, self.loss_nets,
+                        replace(s1.weights, generator="", discriminator="", encoder_backbone="", require=False),
+                        lambda _msg: None)
+        load_checkpoint_into(self.stage1_ckpt, self._stage1_groups(), partial=True)
+        self.student_opt = adam(self.student, cfg.optim)
+        self.disc_opt = adam(self.nets.discriminator, cfg.optim)
+        adv = cfg.adversarial
+        self.g_step = UpdateStep(Stage2Loss(self.nets, self.student, self.loss_nets.lpips, self.loss_nets.identity,
+                                            cfg.weights, adv.kind),
+                                 [(self.student_opt, self.student.trainable_params())])
+        self.d_step = UpdateStep(CriticLoss(self.nets, adv.kind, adv.gp_weight),
+                                 [(self.disc_opt, self.nets.discriminator.trainable_params())]) \
+            if cfg.weights.adv > 0 else None
+        self.teacher_render = _Render(self.nets, self.nets.encoder)
+        self.student_render = _Render(self.nets, self.student)
+        self.fused_render = _RenderFused(self.nets, self.student)
+        self.rng = np.random.default_rng(cfg.run.seed)
+        self._initial = self._snapshot()
+        self.updates = 0
+
+    def _stage1_groups(self):
+        return {"encoder": self.nets.encoder, "decoder": self.nets.decoder, "remap_net": self.nets.remap_net,
+                "discriminator": self.nets.discriminator}
+
+    def groups(self):
+        """What a stage-2 checkpoint holds (the frozen networks come from the stage-1 checkpoint)."""
+        return {"student": self.student, "discriminator": self.nets.discriminator,
+                "optim.student": self.student_opt, "optim.discriminator": self.disc_opt}
+
+    # ----------------------------------------------------------------- reset (test-time)
+    def _snapshot(self):
+        """Stage-1 values of E' (= E), Dis and fresh optimizer states, kept to reset in place."""
+        self.student_copy_from_teacher()
+        return {id(p): p.asnumpy().copy() for cell in self.groups().values() for p in cell.get_parameters()}
+
+    def student_copy_from_teacher(self):
+        teacher = dict(self.nets.encoder.parameters_and_names())
+        for name, param in self.student.parameters_and_names():
+            param.set_data(ms.Tensor(teacher[name].asnumpy()))
+
+    def reset(self, seed_key=None):
+        """Back to the stage-1 weights with fresh Adam states; reseed the host RNG from ``seed_key``."""
+        for cell in self.groups().values():
+            for p in cell.get_parameters():
+                p.set_data(ms.Tensor(self._initial[id(p)], dtype=p.dtype))
+        if seed_key is not None:
+            self.rng = np.random.default_rng([self.cfg.run.seed, seed_key])
+        self.updates = 0
+
+    # ----------------------------------------------------------------- steps
+    def noise(self, batch):
+        return host_noise(self.nets.decoder, batch, self.rng, self.cfg.run.noise)
+
+    def update(self, x):
+        """One E' update (and one Dis update) on the batch x [B, 3, P, P]; returns the metrics record."""
+        x = ms.Tensor(x)
+        batch = x.shape[0]
+        total, terms, x_out = self.g_step(x, self.noise(batch))
+        record = {"loss": float(total.asnumpy())}
+        record.update({k: float(v.asnumpy()) for k, v in zip(STAGE2_TERMS, terms)})
+        if self.d_step is not None:
+            real = self.teacher_render(x, self.noise(batch))
+            alpha = ms.Tensor(self.rng.uniform(size=(batch, 1, 1, 1)).astype(np.float32))
+            d_loss, _ = self.d_step(real, ms.mutable((x_out,)), alpha)
+            record["d_loss"] = float(d_loss.asnumpy())
+        self.updates += 1
+        return record
+
+    def stylize(self, x, noise_seed=0):
+        """x' = D(E'(x)) with noise from a fixed seed (deterministic outputs)."""
+        x = ms.Tensor(x)
+        rng = np.random.default_rng(noise_seed)
+        return self.student_render(x, host_noise(self.nets.decoder, x.shape[0], rng, self.cfg.run.noise)).asnumpy()
+
+    def variants(self, x, zs, noise_seed=0):
+        """K stylizations of one photo x [1, 3, P, P] from K style samples zs [K, Z]."""
+        k = zs.shape[0]
+        xs = ms.Tensor(np.repeat(x, k, axis=0))
+        rng = np.random.default_rng(noise_seed)
+        return self.fused_render(xs, ms.Tensor(zs.astype(np.float32)),
+                                 host_noise(self.nets.decoder, k, rng, self.cfg.run.noise)).asnumpy()
+
+    def objective(self, x):
+        """L2 + LPIPS + ID of x vs D(E'(x)) without updating (to measure adaptation)."""
+        x_out = ms.Tensor(self.stylize(x))
+        xt = ms.Tensor(x)
+        w = self.cfg.weights
+        return float((w.l2 * ((xt - x_out) ** 2).mean() + w.lpips * self.loss_nets.lpips(x_out, xt)
+                      + w.id * self.loss_nets.identity(x_out, xt)).asnumpy())
+
+    def save(self, ckpts, step, extra):
+        return ckpts.save(step, self.groups(), dict(extra, rng=rng_state(self.rng), stage=2))
+
+    def resume(self, path):
+        meta = load_checkpoint_into(path, self.groups())
+        self.rng = restore_rng(meta["rng"])
+        return meta
+
+
+def photo_key(name):
+    """A per-photo seed that depends on the photo's name only, so results do not depend on order."""
+    return zlib.crc32(os.path.basename(name).encode("utf-8"))
+
+
+# --------------------------------------------------------------------- modes
+def _output_path(out_dir, name, suffix=""):
+    stem = os.path.splitext(os.path.basename(name))[0]
+    return os.path.join(out_dir, f"{stem}{suffix}.png")
+
+
+def _write(path, image_chw):
+    from ..data.imageio import save_image_atomic
+    from ..data.prepare import from_model_array
+
+    save_image_atomic(path, from_model_array(image_chw))
+
+
+def test_time(model, photos, out_dir, steps, log=print, metrics=None):
+    """For each (name, x [1,3,P,P]): reset to stage 1, ``steps`` updates on x alone, write D(E'(x)).
+
+    Returns {name: (objective before, objective after)}."""
+    results = {}
+    for name, x in photos:
+        model.reset(seed_key=photo_key(name))
+        before = model.objective(x)
+        for i in range(steps):
+            record = model.update(x)
+            if metrics is not None:
+                metrics.write(dict(record, photo=os.path.basename(name), step=i + 1))
+        after = model.objective(x)
+        path = _output_path(out_dir, name)
+        _write(path, model.stylize(x)[0])
+        results[name] = (before, after)
+        log(f"{name}: objective {before:.4f} -> {after:.4f} after {steps} steps; wrote {path}")
+    return results
+
+
+def online(model, arrivals, out_dir, ckpts=None, ckpt_every=50, state=None, log=print, metrics=None):
+    """Each arriving (name, x): one update (batch 1), then its output is written at once.
+
+    ``state`` (from a checkpoint) lists the names already processed, which are skipped."""
+    done = list((state or {}).get("processed", []))
+    seen = set(done)
+    for name, x in arrivals:
+        if name in seen:
+            continue
+        record = model.update(x)
+        path = _output_path(out_dir, name)
+        _write(path, model.stylize(x)[0])
+        done.append(name)
+        seen.add(name)
+        if metrics is not None:
+            metrics.write(dict(record, photo=os.path.basename(name), step=len(done)))
+        log(f"[{len(done)}] {name}: loss {record['loss']:.4f}; wrote {path}")
+        if ckpts is not None and len(done) % ckpt_every == 0:
+            model.save(ckpts, len(done), {"processed": done, "mode": "online"})
+    if ckpts is not None and done:
+        model.save(ckpts, len(done), {"processed": done, "mode": "online"})
+    return done
+
+
+def offline(model, batches, steps, start=0, ckpts=None, ckpt_every=1000, log=print, metrics=None, bar=None):
+    """``steps`` updates over batches of the source set (an iterator of [B,3,P,P] arrays)."""
+    step = start
+    for x in batches:
+        if step >= steps:
+            break
+        record = model.update(x)
+        step += 1
+        if metrics is not None:
+            metrics.write(dict(record, step=step))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.3f}")
+        if ckpts is not None and (step % ckpt_every == 0 or step == steps):
+            model.save(ckpts, step, {"mode": "offline"})
+    return step

@@ -1,0 +1,128 @@
+"""GRAPH_MODE step cells: one per optimisation phase, each doing one update.
+
+Loss weights are Python constants of a step cell: a term whose weight is 0 is not
+computed at all (stage 1's first 150k iterations never render y_z), and a schedule
+switch builds the next phase's cell. All randomness (z, noise, GP interpolation
+weights) arrives as inputs drawn on the host.
+"""
+import mindspore as ms
+from mindspore import nn, ops
+
+from ..losses.adversarial import LipschitzPenalty, discriminator_adv_loss, generator_adv_loss
+
+STAGE1_TERMS = ("l2", "lpips", "id", "adv_r", "adv_z", "swap")
+STAGE2_TERMS = ("l2", "lpips", "id", "adv")
+
+
+def mse(a, b):
+    return ((a - b) ** 2).mean()
+
+
+class ReconstructionTerms(nn.Cell):
+    """L2, LPIPS and ArcFace identity between a target and its reconstruction, skipping zero weights."""
+
+    def __init__(self, lpips, identity, w_l2, w_lpips, w_id):
+        super().__init__(auto_prefix=False)
+        self.lpips, self.identity = lpips, identity
+        self.w_l2, self.w_lpips, self.w_id = w_l2, w_lpips, w_id
+
+    def construct(self, target, recon):
+        zero = ops.zeros((), ms.float32)
+        l2 = mse(target, recon) if self.w_l2 > 0 else zero
+        lp = self.lpips(recon, target) if self.w_lpips > 0 else zero
+        idl = self.identity(recon, target) if self.w_id > 0 else zero
+        return l2, lp, idl, self.w_l2 * l2 + self.w_lpips * lp + self.w_id * idl
+
+
+class Stage1Loss(nn.Cell):
+    """Eq. (6), generator side: y -> y_r = D(E(y)); z -> w_z = M(z), y_z = D({w_l, w_z});
+    swap loss between w_z and the last xi rows of E(y_z) for the same z.
+
+    Returns (total, terms (l2, lpips, id, adv_r, adv_z, swap), y_r, y_z)."""
+
+    def __init__(self, nets, lpips, identity, weights, adv_kind):
+        super().__init__(auto_prefix=False)
+        self.nets = nets
+        self.recon = ReconstructionTerms(lpips, identity, weights.l2, weights.lpips, weights.id)
+        self.w = weights
+        self.adv_kind = adv_kind
+        self.need_y_z = weights.adv_z > 0 or weights.swap > 0
+
+    def construct(self, y, z, noise_r, noise_z):
+        zero = ops.zeros((), ms.float32)
+        w_plus = self.nets.encoder(y)
+        y_r = self.nets.render(w_plus, noise_r)
+        l2, lp, idl, total = self.recon(y, y_r)
+        adv_r = generator_adv_loss(self.nets.critic(y_r), self.adv_kind) if self.w.adv_r > 0 else zero
+        adv_z, swap, y_z = zero, zero, y_r
+        if self.need_y_z:
+            style_rows = self.nets.remap_net(z)                                  # w_z [B, xi, S]
+            content = w_plus[:, :w_plus.shape[1] - style_rows.shape[1]]          # w_l
+            y_z = self.nets.render(ops.concat((content, style_rows), axis=1), noise_z)
+            if self.w.adv_z > 0:
+                adv_z = generator_adv_loss(self.nets.critic(y_z), self.adv_kind)
+            if self.w.swap > 0:
+                re_encoded = self.nets.encoder(y_z)                              # w'_fused = E(y_z)
+                swap = mse(style_rows, re_encoded[:, re_encoded.shape[1] - style_rows.shape[1]:])
+        total = total + self.w.adv_r * adv_r + self.w.adv_z * adv_z + self.w.swap * swap
+        return total, (l2, lp, idl, adv_r, adv_z, swap), ops.stop_gradient(y_r), ops.stop_gradient(y_z)
+
+
+class Stage2Loss(nn.Cell):
+    """Eq. (7), encoder side: x' = D(E'(x)); adv on x', L2/LPIPS/ID between x and x'.
+
+    Returns (total, terms (l2, lpips, id, adv), x')."""
+
+    def __init__(self, nets, student, lpips, identity, weights, adv_kind):
+        super().__init__(auto_prefix=False)
+        self.nets, self.student = nets, student
+        self.recon = ReconstructionTerms(lpips, identity, weights.l2, weights.lpips, weights.id)
+        self.w_adv, self.adv_kind = weights.adv, adv_kind
+
+    def construct(self, x, noise):
+        x_out = self.nets.render(self.student(x), noise)
+        l2, lp, idl, total = self.recon(x, x_out)
+        adv = ops.zeros((), ms.float32)
+        if self.w_adv > 0:
+            adv = generator_adv_loss(self.nets.critic(x_out), self.adv_kind)
+        return total + self.w_adv * adv, (l2, lp, idl, adv), ops.stop_gradient(x_out)
+
+
+class CriticLoss(nn.Cell):
+    """Discriminator side: adversarial loss + gp_weight * one-sided Lipschitz penalty, averaged over fakes."""
+
+    def __init__(self, nets, adv_kind, gp_weight):
+        super().__init__(auto_prefix=False)
+        self.nets = nets
+        self.adv_kind, self.gp_weight = adv_kind, gp_weight
+        self.penalty = LipschitzPenalty(nets)
+
+    def construct(self, real, fakes, alpha):
+        real_logits = self.nets.critic(real)
+        total = ops.zeros((), ms.float32)
+        for fake in fakes:
+            adv = discriminator_adv_loss(real_logits, self.nets.critic(fake), self.adv_kind)
+            total = total + adv + self.gp_weight * self.penalty(real, fake, alpha)
+        return total / len(fakes), real_logits.mean()
+
+
+class UpdateStep(nn.Cell):
+    """value_and_grad of a loss cell whose first output is the objective, then one Adam update
+    per network. ``optimizers``: (optimizer, parameters) pairs; gradients are split in that order."""
+
+    def __init__(self, loss_cell, optimizers):
+        super().__init__(auto_prefix=False)
+        self.loss_cell = loss_cell
+        self.optimizers = nn.CellList([opt for opt, _ in optimizers])
+        self.sizes = tuple(len(params) for _, params in optimizers)
+        params = [p for _, ps in optimizers for p in ps]
+        self.params = ms.ParameterTuple(params)
+        self.grad_fn = ms.value_and_grad(loss_cell, None, self.params, has_aux=True)
+
+    def construct(self, *inputs):
+        outputs, grads = self.grad_fn(*inputs)
+        start = 0
+        for i, opt in enumerate(self.optimizers):
+            opt(grads[start:start + self.sizes[i]])
+            start += self.sizes[i]
+        return outputs

@@ -1,0 +1,103 @@
+"""MindSpore checkpoint files: atomic writes, strict loads, one-line errors.
+
+A run checkpoint is one ``.ckpt`` holding every network and optimizer state under
+``<group>/<parameter name>`` (e.g. ``encoder/styles.0.linear.weight``,
+``optim.encoder/moment1.styles...``) plus a JSON sidecar with the loop state.
+"""
+import json
+import os
+
+import numpy as np
+
+
+class CheckpointFileError(ValueError):
+    """A checkpoint that is missing, unreadable or does not fit the networks."""
+
+
+def atomic_write_json(path, data):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1)
+    os.replace(tmp, path)
+
+
+def named_arrays(groups):
+    """{group: cell} -> {'group/param': ndarray} using traversal (relative) names."""
+    out = {}
+    for group, cell in groups.items():
+        for name, param in cell.parameters_and_names():
+            out[f"{group}/{name}"] = param.asnumpy()
+    return out
+
+
+def save_arrays(arrays, path, meta=None):
+    """Write {name: ndarray} as a MindSpore checkpoint (+ JSON sidecar), each atomically."""
+    import mindspore as ms
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}.ckpt"
+    ms.save_checkpoint([{"name": k, "data": ms.Tensor(np.ascontiguousarray(v))} for k, v in arrays.items()], tmp)
+    os.replace(tmp, path)
+    if meta is not None:
+        atomic_write_json(path + ".json", meta)
+
+
+def read_arrays(path):
+    """{name: ndarray}, meta of a checkpoint written by ``save_arrays`` or weights_convert."""
+    import mindspore as ms
+
+    if not os.path.isfile(path):
+        raise CheckpointFileError(f"{path}: no such checkpoint file")
+    try:
+        loaded = ms.load_checkpoint(path)
+    except Exception as exc:  # MindSpore raises several types for corrupt files
+        raise CheckpointFileError(f"{path}: not a readable MindSpore checkpoint ({type(exc).__name__})") from None
+    meta = {}
+    if os.path.isfile(path + ".json"):
+        try:
+            with open(path + ".json", encoding="utf-8") as fh:
+                meta = json.load(fh)
+        except ValueError:
+            raise CheckpointFileError(f"{path}.json: unreadable JSON sidecar") from None
+    return {k: v.asnumpy() for k, v in loaded.items()}, meta
+
+
+def fill_cell(cell, arrays, source, prefix="", allow_missing=()):
+    """Set every parameter of ``cell`` from ``arrays[prefix + name]``; strict both ways.
+
+    ``allow_missing``: parameter-name prefixes that may stay as initialised (e.g. the
+    encoder's style heads when only the IR-SE50 body is pretrained)."""
+    params = dict(cell.parameters_and_names())
+    used, missing, bad = set(), [], []
+    for name, param in params.items():
+        key = prefix + name
+        if key not in arrays:
+            if not any(name.startswith(p) for p in allow_missing):
+                missing.append(name)
+            continue
+        value = arrays[key]
+        if tuple(value.shape) != tuple(param.shape):
+            bad.append(f"{name} {tuple(value.shape)} vs {tuple(param.shape)}")
+            continue
+        param.set_data(__import__("mindspore").Tensor(value.astype(np.float32) if value.dtype == np.float64
+                                                       else value, dtype=param.dtype))
+        used.add(key)
+    unused = sorted(k for k in arrays if k.startswith(prefix) and k not in used)
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} parameters not in the file (e.g. {', '.join(missing[:3])})")
+    if unused:
+        problems.append(f"{len(unused)} file entries unused (e.g. {', '.join(unused[:3])})")
+    if bad:
+        problems.append(f"shape mismatch: {'; '.join(bad[:3])}")
+    if problems:
+        raise CheckpointFileError(f"{source}: does not fit the network: " + "; ".join(problems))
+
+
+def load_groups(groups, arrays, source):
+    for group, cell in groups.items():
+        fill_cell(cell, arrays, source, prefix=f"{group}/")
+    known = {f"{g}/" for g in groups}
+    extra = [k for k in arrays if not any(k.startswith(p) for p in known)]
+    if extra:
+        raise CheckpointFileError(f"{source}: unexpected entries (e.g. {', '.join(extra[:3])})")
