@@ -44,7 +44,7 @@ def workspace(tmp_path_factory):
     lpips = LPIPS("alex")  # the real v0.1 linear layers are non-negative: so are these random ones
     save_ms_checkpoint({p.name: np.abs(p.asnumpy()) if p.name.startswith("lin") else p.asnumpy()
                         for p in lpips.get_parameters()}, str(root / "lpips.ckpt"),
-                       {"net": "alex"})
+                       {"format": "modify_ms.lpips", "kwargs": {"net": "alex"}, "net": "alex"})
     return root
 
 
@@ -103,3 +103,8 @@ def test_missing_folder_and_weights_are_one_line_errors(workspace, tmp_path, cap
                           "--inception", str(tmp_path / "missing.ckpt")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "missing.ckpt: no such Inception weights file" in err
+    (tmp_path / "model_ir_se50.pth").write_bytes(b"PK")
+    assert evaluate.main(["--outputs", str(workspace / "outputs"), "--inputs", str(workspace / "inputs"),
+                          "--arcface", str(tmp_path / "model_ir_se50.pth")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "weights_convert irse50" in err

@@ -1,7 +1,7 @@
 """Evaluate stylized faces as the papers do: FID to the style set, ArcFace identity distance, LPIPS diversity.
 
     python tools/evaluate.py --outputs OUT_DIR [--inputs IN_DIR] [--style STYLE_DIR|stats.npz]
-        [--inception fid.ckpt|pt_inception-*.pth] [--arcface arcface.ckpt|model_ir_se50.pth]
+        [--inception fid.ckpt|pt_inception-*.pth] [--arcface arcface.ckpt]
         [--lpips lpips.ckpt] [--report results/run1] [--name run1]
 
 Each metric runs when what it needs is given:
@@ -16,8 +16,8 @@ Each metric runs when what it needs is given:
 
 Output layouts: ``<stem>.png`` (one output per input), ``<stem>_k0.png .. <stem>_k{K-1}.png``,
 or a folder ``<stem>/`` per input. Weights: MindSpore .ckpt files from
-``python -m weights_convert inception|irse50|lpips``; the Inception and ArcFace .pth files
-are also accepted directly (converted in memory).
+``python -m weights_convert inception|irse50|lpips``; the Inception .pth files are also
+accepted directly (converted in memory).
 Writes REPORT.md and REPORT.csv (default: OUT_DIR/evaluation). Exit status 0, or 2 with a
 one-line error for missing folders/weights or unusable files.
 """
@@ -43,13 +43,14 @@ def parse_args(argv=None):
     parser.add_argument("--inputs", help="folder of input photos (identity distance)")
     parser.add_argument("--style", help="style image folder, or a statistics .npz (FID)")
     parser.add_argument("--inception", help="FID Inception weights: converted .ckpt or pt_inception-*.pth")
-    parser.add_argument("--arcface", help="ArcFace weights: converted .ckpt or model_ir_se50.pth")
-    parser.add_argument("--lpips", help="LPIPS weights: converted .ckpt (python -m weights_convert lpips)")
+    parser.add_argument("--arcface", help="ArcFace weights: .ckpt from python -m weights_convert irse50")
+    parser.add_argument("--lpips", help="LPIPS weights: .ckpt from python -m weights_convert lpips")
     parser.add_argument("--report", help="report path prefix (default OUT_DIR/evaluation)")
     parser.add_argument("--name", help="run name in the table (default: the outputs folder name)")
     parser.add_argument("--batch-size", type=int, default=16, help="Inception batch size (default 16)")
     parser.add_argument("--metric-size", type=int, default=256,
-                        help="ArcFace/LPIPS frame size; larger images are area-averaged to it (default 256)")
+                        help="LPIPS frame size; larger images are area-averaged to it (default 256, as StarGAN v2). "
+                             "ArcFace always sees the 256 frame its face crop is defined on")
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE, help=f"FID statistics cache (default {DEFAULT_CACHE})")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write cached statistics")
     parser.add_argument("--fid-method", choices=("sqrtm", "eigh"), default="sqrtm",
@@ -99,42 +100,28 @@ def load_inception(path):
     return net, variant
 
 
-def load_arcface(path):
-    """The project's IdentityLoss (real IR-SE50) with ArcFace weights from a .ckpt or model_ir_se50.pth."""
-    from modify_ms.losses.identity import IdentityLoss
-    from weights_convert.irse import convert_arcface
-    from weights_convert.mapping import load_into, load_ms_checkpoint, target_shapes_of
-    from weights_convert.torch_pickle import flatten_state_dict, load_torch_file
+def _require_ckpt(path, what, command):
+    from modify_ms.eval.files import EvalInputError
 
-    _require_file(path, "ArcFace weights")
-    loss = IdentityLoss(256)
-    if _is_ckpt(path):
-        params, _ = load_ms_checkpoint(path)
-        if not any(k.startswith("facenet.") for k in params):  # a bare IRSEBackbone checkpoint
-            params = {"facenet." + k: v for k, v in params.items()}
-    else:
-        state = flatten_state_dict(load_torch_file(path, progress=True))
-        params = convert_arcface(state, target_shapes_of(loss), dst="facenet.", source_name=path)
-    load_into(loss, params, source_name=path)
-    return loss
+    _require_file(path, what)
+    if not _is_ckpt(path):
+        raise EvalInputError(f"{path}: {what} must be a converted .ckpt (python -m weights_convert {command})")
+
+
+def load_arcface(path):
+    """The project's IdentityLoss (ArcFace IR-SE50) at the 256 frame, from ``weights_convert irse50``'s .ckpt."""
+    from weights_convert.irse import build_identity_loss
+
+    _require_ckpt(path, "ArcFace weights", "irse50 model_ir_se50.pth arcface.ckpt")
+    return build_identity_loss(path, image_size=256)
 
 
 def load_lpips(path):
-    """The project's LPIPS (per-pair distances) from a converted .ckpt (net read from its sidecar or keys)."""
-    from modify_ms.losses.lpips import LPIPS
-    from weights_convert.mapping import load_into, load_ms_checkpoint
+    """The project's LPIPS (per-pair distances) from ``weights_convert lpips``'s .ckpt."""
+    from weights_convert.lpips_weights import build_lpips
 
-    _require_file(path, "LPIPS weights")
-    if not _is_ckpt(path):
-        from modify_ms.eval.files import EvalInputError
-
-        raise EvalInputError(f"{path}: LPIPS needs a converted .ckpt "
-                             "(python -m weights_convert lpips DST --net alex --lin LIN.pth --backbone ALEXNET.pth)")
-    params, meta = load_ms_checkpoint(path)
-    net = meta.get("net") or ("vgg" if "net.features.28.weight" in params else "alex")
-    cell = LPIPS(net, reduction="none")
-    load_into(cell, params, source_name=path)
-    return cell
+    _require_ckpt(path, "LPIPS weights", "lpips lpips.ckpt --net alex --lin LIN.pth --backbone ALEXNET.pth")
+    return build_lpips(path, reduction="none")
 
 
 # ---------------------------------------------------------------- metrics
@@ -181,12 +168,12 @@ def run_fid(args, output_paths, notes):
             "style_images": style["num_images"] if style["num_images"] >= 0 else None}
 
 
-def run_identity(args, pairs, size):
+def run_identity(args, pairs):
     from modify_ms.eval.extract import BatchedFeatures
     from modify_ms.eval.files import read_image
     from modify_ms.eval.identity import ArcFaceEmbedder, identity_distances_for_pairs
 
-    embed = BatchedFeatures(ArcFaceEmbedder(load_arcface(args.arcface), size=256 if size is None else size), 4)
+    embed = BatchedFeatures(ArcFaceEmbedder(load_arcface(args.arcface), size=256), 4)
     distances = identity_distances_for_pairs(embed, pairs, read_image, _progress(not args.quiet, "identity", "input"))
     return {"identity_distance": float(distances.mean()), "identity_pairs": int(distances.size)}
 
@@ -233,7 +220,7 @@ def evaluate(args):
                 from modify_ms.eval.files import EvalInputError
 
                 raise EvalInputError(f"{args.outputs}: no output file stem matches an input in {args.inputs}")
-            row.update(run_identity(args, pairs, args.metric_size))
+            row.update(run_identity(args, pairs))
     if args.lpips:
         multi = [groups[s] for s in sorted(groups) if len(groups[s]) >= 2]
         if multi:
