@@ -158,8 +158,9 @@ def run_fid(args, output_paths, notes):
     for label, n in (("output", out["num_images"]), ("style", style["num_images"])):
         if 0 <= n < FID_DIMS:
             notes.append(f"warning: the {label} set has {n} images, fewer than the {FID_DIMS} feature dimensions: "
-                         "its covariance is rank-deficient and FID is biased upwards; values from a few hundred "
-                         "images are unreliable and comparable only between equally sized sets (JoJoGAN, sec. 4).")
+                         "its covariance is rank-deficient and FID is strongly biased; JoJoGAN (ECCV 2022, 'Quantitative "
+                         "Evaluation by FID') calls FID on a few hundred images dangerous (Chong & Forsyth 2020): "
+                         "compare only runs with equally sized sets.")
     if variant != "fid":
         notes.append("note: FID computed with torchvision Inception weights; papers use pytorch-fid's "
                      "pt_inception-2015-12-05 weights, so the numbers are not comparable with theirs.")
@@ -180,7 +181,6 @@ def run_identity(args, pairs):
 
 def run_diversity(args, groups, size):
     import mindspore as ms
-    import numpy as np
 
     from modify_ms.eval.diversity import LPIPSDistance, diversity_of_output_groups
     from modify_ms.eval.files import read_image
