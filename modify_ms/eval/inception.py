@@ -260,14 +260,15 @@ class InceptionFeatureExtractor(nn.Cell):
     Resizes to 299 x 299 with bilinear interpolation (align_corners=False, no
     antialiasing: ``F.interpolate`` as pytorch-fid calls it), then normalises:
     "fid" weights take [-1, 1]; torchvision weights take ImageNet mean/std
-    normalisation, which ``transform_input=True`` turns back into [-1, 1].
+    normalisation (as torchvision documents), which the pretrained model's
+    ``transform_input=True`` turns back into [-1, 1].
     """
 
     def __init__(self, network, resize=True):
         super().__init__()
         self.network = network
         self.resize = resize
-        self.imagenet = network.variant == "torchvision" and network.transform_input
+        self.imagenet = network.variant == "torchvision"
         self.mean = Tensor(np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1))
         self.std = Tensor(np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1))
         self.network.set_train(False)
