@@ -6,7 +6,8 @@ The checkpoint is a rosinality training checkpoint built from the PyTorch refere
 {'g_ema', 'g', 'd', 'latent_avg', 'args': argparse.Namespace}, written in both
 serialisations (zip, and the legacy pre-1.6 stream). ``python -m weights_convert
 stylegan2 SRC DST --which g_ema|d`` converts it; the result is loaded with the
-converter's loader (``build_from_checkpoint``) and run in GRAPH_MODE:
+converter's loaders (``build_from_checkpoint`` builds the networks from the sidecar,
+``load_ms_checkpoint`` + ``load_into`` load each format's file) and run in GRAPH_MODE:
 
 * G: z -> mapping -> truncation 0.7 around the checkpoint's latent_avg -> synthesis
   with the fixed noise maps saved in the file (``noise=None``), against the torch
@@ -31,6 +32,7 @@ import torch
 from mindspore import nn
 
 from reference import stylegan2_ref as ref
+from weights_convert.mapping import load_into, load_ms_checkpoint
 from weights_convert.stylegan2 import build_from_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -123,10 +125,33 @@ def test_cli_converts(case, fmt, which):
     assert "Traceback" not in err and "Cell.__del__" not in err, err
 
 
+@pytest.fixture(scope="module")
+def ms_nets(case):
+    """MindSpore G (inside its render cell) and D, built by the converter's loader from the zip
+    conversions; each test then loads its format's checkpoint into them, so GRAPH_MODE compiles
+    each network once for the module (parameter values are inputs, not constants)."""
+    for which in ("g_ema", "d"):
+        assert case["results"]["zip", which][0] == 0, case["results"]["zip", which][2]
+    gen, _ = build_from_checkpoint(case["files"]["zip", "g_ema"])
+    disc, _ = build_from_checkpoint(case["files"]["zip", "d"])
+    return _Render(gen, TRUNCATION), disc
+
+
+def _load(cell, case, fmt, which, prefix=""):
+    """The converted checkpoint of ``fmt`` into ``cell`` via the converter's loader; returns its meta.
+
+    ``prefix``: where the network sits inside ``cell`` (a wrapped cell's parameters are renamed)."""
+    assert case["results"][fmt, which][0] == 0, case["results"][fmt, which][2]
+    params, meta = load_ms_checkpoint(case["files"][fmt, which])
+    load_into(cell, {prefix + k: v for k, v in params.items()}, source_name=case["files"][fmt, which])
+    return meta
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_generator_render_matches_torch(case, fmt):
-    assert case["results"][fmt, "g_ema"][0] == 0
-    gen, meta = build_from_checkpoint(case["files"][fmt, "g_ema"])
+def test_generator_render_matches_torch(case, ms_nets, fmt):
+    render = ms_nets[0]
+    gen = render.gen
+    meta = _load(render, case, fmt, "g_ema", prefix="gen.")
     assert meta["which"] == "g_ema" and meta["latent_avg"] == "from the checkpoint"
     assert meta["kwargs"] == dict(size=CFG["size"], style_dim=CFG["sdim"], n_mlp=CFG["n_mlp"],
                                   channel_multiplier=CFG["cm"], channel_max=CFG["cmax"], lr_mlp=0.01)
@@ -138,13 +163,13 @@ def test_generator_render_matches_torch(case, fmt):
     z = np.random.default_rng(11).standard_normal((3, CFG["sdim"])).astype(np.float32)
     expected = _torch_render(g_ema, case["latent_avg"], z)
     assert np.abs(expected).max() > 0.1  # a render, not a constant
-    _assert_close(_Render(gen, TRUNCATION)(ms.Tensor(z)).asnumpy(), expected, f"G render ({fmt})")
+    _assert_close(render(ms.Tensor(z)).asnumpy(), expected, f"G render ({fmt})")
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_discriminator_logits_and_features_match_torch(case, fmt):
-    assert case["results"][fmt, "d"][0] == 0
-    disc, meta = build_from_checkpoint(case["files"][fmt, "d"])
+def test_discriminator_logits_and_features_match_torch(case, ms_nets, fmt):
+    disc = ms_nets[1]
+    meta = _load(disc, case, fmt, "d")
     assert meta["arch"] == "Discriminator" and meta["which"] == "d"
     img = np.random.default_rng(12).standard_normal((4, 3, CFG["size"], CFG["size"])).astype(np.float32)
     with torch.no_grad():
@@ -191,7 +216,7 @@ def test_render_tool_draws_the_torch_images(case, capsys):
     out = str(case["root"] / "grid.png")
     seeds = [4, 9]
     code = tool.main(["--ckpt", case["files"]["zip", "g_ema"], "--seeds", "4,9", "--truncation", str(TRUNCATION),
-                      "--noise", "const", "--nrow", "2", "--out", out])
+                      "--noise", "const", "--nrow", "2", "--out", out, "--mode", "pynative"])  # GRAPH_MODE is above
     ms.set_context(mode=ms.GRAPH_MODE)
     assert code == 0, capsys.readouterr().err
     assert f"wrote {os.path.abspath(out)}" in capsys.readouterr().out

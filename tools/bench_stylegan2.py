@@ -70,9 +70,12 @@ def time_steps(step, batches, cfg):
     Returns (first step wall s, [wall s], [process CPU s]): on a shared machine the CPU
     seconds of this process (all its threads) are steadier than wall time.
     """
+    MARKS["built"] = rss_mib()
     t0 = time.perf_counter()
     step(*batches[0])
     first = time.perf_counter() - t0
+    MARKS["after_first"] = rss_mib()
+    MARKS["peak_after_first"] = peak_rss_mib()
     for i in range(cfg["warmup"]):
         step(*batches[(i + 1) % len(batches)])
     times, cpu = [], []
@@ -84,12 +87,15 @@ def time_steps(step, batches, cfg):
     return first, times, cpu
 
 
+MARKS = {}  # RSS (MiB) at points of a worker's run, for the record
+
+
 def summary(framework, version, threads, baseline, first, times, cpu, n_params, losses):
     return dict(framework=framework, version=version, threads=threads, baseline_mib=baseline,
                 peak_mib=peak_rss_mib(), first_s=first, step_s=statistics.median(times),
                 cpu_s=statistics.median(cpu), times=times, g_params=n_params, loss_first=losses[0],
                 loss_last=losses[-1], onednn_isa=os.environ.get("ONEDNN_MAX_CPU_ISA", "default"),
-                loadavg=os.getloadavg()[0])
+                loadavg=os.getloadavg()[0], rss_marks=dict(MARKS, end=rss_mib()))
 
 
 # ----------------------------------------------------------------------------- MindSpore worker
@@ -101,6 +107,9 @@ def run_mindspore(cfg):
 
     ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
     ms.device_context.cpu.op_tuning.threads_num(cfg["threads"])
+    if cfg.get("ms_memory"):  # e.g. "O1" or "O1,0.5GB,0.5GB": optimize level, pool init/increase size
+        level, *sizes = cfg["ms_memory"].split(",")
+        ms.runtime.set_memory(**dict(zip(("init_size", "increase_size"), sizes)), optimize_level=level)
     baseline = rss_mib()
     sys.path.insert(0, REPO)
     from modify_ms.models.stylegan2 import Discriminator, Generator
@@ -144,6 +153,32 @@ def run_mindspore(cfg):
 
 
 # ----------------------------------------------------------------------------- PyTorch worker
+def depthwise_upfirdn2d(planes_upfirdn2d):
+    """The reference's upfirdn2d as one depthwise (groups=C) conv instead of (B*C, 1, H, W) planes.
+
+    Same mathematics; checked against the reference's version once before use.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    def upfirdn2d(x, kernel, up=1, down=1, pad=(0, 0)):
+        b, c, h, w = x.shape
+        if up > 1:
+            z = x.new_zeros(b, c, h * up, w * up)
+            z[:, :, ::up, ::up] = x
+            x = z
+        x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
+        k = torch.flip(kernel, [0, 1])[None, None].expand(c, 1, *kernel.shape)
+        return F.conv2d(x, k, groups=c, stride=down)
+
+    x = torch.randn(2, 5, 9, 9)
+    k = torch.rand(4, 4)
+    for kw in (dict(pad=(1, 1)), dict(up=2, pad=(2, 1)), dict(pad=(2, 2), down=2)):
+        if not torch.allclose(upfirdn2d(x, k, **kw), planes_upfirdn2d(x, k, **kw), atol=1e-5):
+            raise AssertionError(f"depthwise upfirdn2d differs from the reference for {kw}")
+    return upfirdn2d
+
+
 def run_torch(cfg):
     import numpy as np
     import torch
@@ -156,7 +191,11 @@ def run_torch(cfg):
         pass
     baseline = rss_mib()
     sys.path.insert(0, os.path.join(REPO, "tests"))
+    from reference import stylegan2_ref
     from reference.stylegan2_ref import Discriminator, Generator
+
+    if cfg.get("torch_fir") == "depthwise":
+        stylegan2_ref.upfirdn2d = depthwise_upfirdn2d(stylegan2_ref.upfirdn2d)
 
     torch.manual_seed(cfg["seed"])
     gen = Generator(cfg["size"], sdim=cfg["style_dim"], n_mlp=cfg["n_mlp"], cm=cfg["channel_multiplier"],
@@ -246,6 +285,11 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ms-onednn-isa", help="ONEDNN_MAX_CPU_ISA for the MindSpore worker (default: modify_ms.nn's AVX2 "
                    "cap; ALL measures MindSpore's own choice)")
+    p.add_argument("--torch-fir", choices=("planes", "depthwise"), default="planes",
+                   help="torch FIR filtering: the reference's (B*C, 1, H, W) planes (as rosinality's CPU "
+                        "upfirdn2d_native) or one depthwise conv (faster torch)")
+    p.add_argument("--ms-memory", help="mindspore.runtime.set_memory for the MindSpore worker: LEVEL[,INIT,INCREASE] "
+                   "e.g. O1,0.5GB,0.5GB (default: MindSpore's O0, 2GB, 2GB)")
     p.add_argument("--pt-onednn-isa", help="ONEDNN_MAX_CPU_ISA for the PyTorch worker (default: unset)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per worker")
     p.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
@@ -269,7 +313,8 @@ def main(argv=None):
         cfg = dict(size=size, batch=args.batch, n_mlp=args.n_mlp, channel_multiplier=args.channel_multiplier,
                    channel_max=args.channel_max or DEFAULT_CHANNEL_MAX.get(size, 32),
                    style_dim=args.style_dim or DEFAULT_STYLE_DIM.get(size, 128),
-                   steps=args.steps, warmup=args.warmup, threads=args.threads, seed=args.seed)
+                   steps=args.steps, warmup=args.warmup, threads=args.threads, seed=args.seed,
+                   torch_fir=args.torch_fir, ms_memory=args.ms_memory)
         results = {}
         for fw in frameworks:
             print(f"[{size}px] {fw} ...", file=sys.stderr, flush=True)
@@ -283,7 +328,7 @@ def main(argv=None):
         raw.append(dict(config=cfg, results=results))
         if "mindspore" in results and "torch" in results:
             rows.append(fmt_row(size, cfg, results["mindspore"], results["torch"]))
-    print(f"threads: {args.threads} (MindSpore op threads_num, torch.set_num_threads); "
+    print(f"torch FIR: {args.torch_fir}; threads: {args.threads} (MindSpore op threads_num, torch.set_num_threads); "
           f"steps: median of {args.steps} after {args.warmup} warm-up; batch {args.batch}")
     if rows:
         print_table(rows, markdown=False)

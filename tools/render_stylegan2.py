@@ -204,7 +204,7 @@ def main(argv=None):
         seconds = time.perf_counter() - t0
         nrow = args.nrow or math.ceil(math.sqrt(len(images)))
         try:
-            save_image_atomic(args.out, make_grid(images, nrow=nrow))
+            save_image_atomic(args.out, make_grid([images[i:i + nrow] for i in range(0, len(images), nrow)]))
         except OSError as exc:
             raise UsageError(f"{args.out}: cannot write ({exc.strerror or exc})") from None
     except UsageError as exc:
