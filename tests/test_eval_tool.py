@@ -7,6 +7,7 @@ import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from mindspore import nn, ops  # noqa: E402
 
 from modify_ms.data.imageio import save_image_atomic  # noqa: E402
 
@@ -23,7 +24,6 @@ def _png(path, rng, base=None):
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    from modify_ms.eval.inception import InceptionV3
     from modify_ms.losses.lpips import LPIPS
     from weights_convert.mapping import save_ms_checkpoint
 
@@ -38,9 +38,7 @@ def workspace(tmp_path_factory):
             _png(root / "outputs" / f"face{i}_k1.png", rng, face if i == 0 else None)
     for i in range(4):
         _png(root / "style" / f"s{i}.png", rng)
-    inception = InceptionV3("fid")
-    save_ms_checkpoint({p.name: p.asnumpy() for p in inception.get_parameters()}, str(root / "fid.ckpt"),
-                       {"variant": "fid", "transform_input": False})
+    (root / "weights.ckpt").write_bytes(b"stand-in weights: only hashed for the cache key")
     lpips = LPIPS("alex")  # the real v0.1 linear layers are non-negative: so are these random ones
     save_ms_checkpoint({p.name: np.abs(p.asnumpy()) if p.name.startswith("lin") else p.asnumpy()
                         for p in lpips.get_parameters()}, str(root / "lpips.ckpt"),
@@ -58,13 +56,32 @@ def tiny_arcface(monkeypatch):
                                                   embedding_dim=16))
 
 
-def test_evaluate_writes_tables_with_all_metrics(workspace, tiny_arcface, capsys):
-    w = workspace
-    args = ["--outputs", str(w / "outputs"), "--inputs", str(w / "inputs"), "--style", str(w / "style"),
-            "--inception", str(w / "fid.ckpt"), "--arcface", str(w / "fid.ckpt"), "--lpips", str(w / "lpips.ckpt"),
+class _PooledColours(nn.Cell):
+    """Stand-in FID network (the real one: tests/test_eval_inception.py and the slow test below):
+    2x2 average-pooled colours, 12-d features, same extractor/cache/report path."""
+
+    variant = "fid"
+    transform_input = False
+
+    def construct(self, x):
+        return ops.adaptive_avg_pool2d(x, (2, 2)).reshape(x.shape[0], 12)
+
+
+@pytest.fixture
+def tiny_inception(monkeypatch):
+    monkeypatch.setattr(evaluate, "load_inception", lambda path: (_PooledColours(), "fid"))
+
+
+def _all_metrics_args(w, inception):
+    return ["--outputs", str(w / "outputs"), "--inputs", str(w / "inputs"), "--style", str(w / "style"),
+            "--inception", str(inception), "--arcface", "arcface.ckpt", "--lpips", str(w / "lpips.ckpt"),
             "--report", str(w / "report"), "--cache-dir", str(w / "cache"), "--batch-size", "2", "--quiet",
-            "--metric-size", "64", "--fid-method", "eigh"]  # sqrtm: ~40 s at 2048-d here
-    assert evaluate.main(args) == 0
+            "--metric-size", "64"]
+
+
+def test_evaluate_writes_tables_with_all_metrics(workspace, tiny_arcface, tiny_inception, capsys):
+    w = workspace
+    assert evaluate.main(_all_metrics_args(w, w / "weights.ckpt")) == 0
     out, err = capsys.readouterr()
     assert "| run | fid |" in out and "rank-deficient" in err and "face2" in err  # face2 has no output
     header, row = (w / "report.csv").read_text().splitlines()
@@ -78,6 +95,22 @@ def test_evaluate_writes_tables_with_all_metrics(workspace, tiny_arcface, capsys
     assert "rank-deficient" in (w / "report.md").read_text()
     cached = sorted(os.listdir(w / "cache"))  # style and output statistics (reuse: test_eval_metrics)
     assert len(cached) == 2 and all(n.startswith("fid_stats_") for n in cached)
+
+
+@pytest.mark.slow
+def test_evaluate_with_a_converted_fid_inception_checkpoint(workspace, tiny_arcface, tmp_path, capsys):
+    """The real network from a MindSpore checkpoint (random weights): ~30-50 s on 2 busy cores."""
+    from modify_ms.eval.inception import InceptionV3
+    from weights_convert.mapping import save_ms_checkpoint
+
+    ckpt = tmp_path / "fid.ckpt"
+    save_ms_checkpoint({p.name: p.asnumpy() for p in InceptionV3("fid").get_parameters()}, str(ckpt),
+                       {"variant": "fid", "transform_input": False})
+    args = _all_metrics_args(workspace, ckpt) + ["--fid-method", "eigh", "--cache-dir", str(tmp_path / "c")]
+    assert evaluate.main(args) == 0
+    header, row = (workspace / "report.csv").read_text().splitlines()
+    values = dict(zip(header.split(","), row.split(",")))
+    assert np.isfinite(float(values["fid"])) and values["fid_images"] == "4"
 
 
 def test_identical_outputs_give_zero_identity_distance_and_diversity(workspace, tiny_arcface, tmp_path):
