@@ -184,13 +184,16 @@ def test_torchvision_features_and_logits_match_reference(converted, rng):
 
 
 def test_fid_and_torchvision_pooling_differ(converted, rng):
-    """The reference pools do tell the variants apart on these weights (so the parity above is meaningful)."""
+    """The pools that tell the variants apart change the block outputs on these weights, so the
+    parity tests (each against its own variant's reference) can see a wrong pool."""
     state, _ = converted["fid"]
-    x = torch.from_numpy(rng.random((1, 3, 299, 299)).astype(np.float32)) * 2 - 1
-    tstate = torch_state(state, torch.float32)  # float32 suffices to see a difference
-    fid = R.inception_pool_features(tstate, x, "fid")
-    tv_pools = R.inception_pool_features(tstate, x, "torchvision")
-    assert (fid - tv_pools).abs().max().item() > 100 * ATOL
+    tstate = torch_state(state, torch.float32)
+    x = torch.from_numpy(np.maximum(rng.standard_normal((1, 192, 35, 35)), 0).astype(np.float32))
+    no_pad, pad = R.block_a(tstate, "Mixed_5b", x, False), R.block_a(tstate, "Mixed_5b", x, True)
+    assert (no_pad - pad).abs().max().item() > 100 * ATOL
+    x = torch.from_numpy(np.maximum(rng.standard_normal((1, 2048, 8, 8)), 0).astype(np.float32))
+    max_pool, avg_pool = R.block_e(tstate, "Mixed_7c", x, "max"), R.block_e(tstate, "Mixed_7c", x, "avg_nopad")
+    assert (max_pool - avg_pool).abs().max().item() > 100 * ATOL
 
 
 # Input gradients. Max pools make the whole network's input gradient discontinuous: near-ties
