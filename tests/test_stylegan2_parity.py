@@ -176,6 +176,13 @@ def test_discriminator_parity(ms_mode):
     _check(d_ms, d_t, [_x(4, 3, 16, 16)], seed=11)
 
 
+def test_discriminator_batch_of_one(ms_mode):
+    """Stage 2 runs batch 1: the stddev group is a single sample (variance 0, finite gradients)."""
+    torch.manual_seed(0)
+    _check(sg.Discriminator(16, channel_multiplier=1, channel_max=8), ref.Discriminator(16, cm=1, cmax=8),
+           [_x(1, 3, 16, 16)], seed=12)
+
+
 def test_discriminator_features_and_stddev_groups(ms_mode):
     """Block activations match, and the std group is min(B, 4) (batch 2 and 8)."""
     torch.manual_seed(0)

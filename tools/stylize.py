@@ -18,6 +18,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from modify_ms.cli import run_main  # noqa: E402
 
 
+def _is_single(path):
+    from modify_ms.data.builtin import SINGLE_PHOTOS
+
+    return path in SINGLE_PHOTOS or (os.path.isfile(path) and not path.endswith((".txt", ".zip")))
+
+
 def _inputs(path):
     from modify_ms.data.sources import open_source
 
@@ -32,12 +38,15 @@ def _inputs(path):
 def _photos(names, source, size, align):
     from modify_ms.data.prepare import load_photo, to_model_array
 
+    from modify_ms.data.align import Aligner
+    from modify_ms.data.builtin import SINGLE_PHOTOS, single_photo
+
     for i, name in enumerate(names):
-        if source is None:
+        if name in SINGLE_PHOTOS:
+            yield name, to_model_array(Aligner(size, align)(single_photo(name), name).image)[None]
+        elif source is None:
             yield name, load_photo(name, size, align=align)[None]
         else:
-            from modify_ms.data.align import Aligner
-
             yield name, to_model_array(Aligner(size, align, no_face="center")(source.read(i), name).image)[None]
 
 
@@ -63,7 +72,9 @@ def main():
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--stage1", help="stage-1 run directory or checkpoint (overrides the config's stage1)")
     parser.add_argument("--mode", choices=["offline", "online", "test-time"], help="overrides the config's mode")
-    parser.add_argument("--input", required=True, help="a photo, a folder, a .txt list, a .zip or builtin:photos")
+    parser.add_argument("--input", required=True,
+                        help="a photo, a folder, a .txt list, a .zip, builtin:photos, or one bundled photo "
+                             "(builtin:astronaut, builtin:grace_hopper)")
     parser.add_argument("--output", help="output image for a single --input photo")
     parser.add_argument("--output-dir", help="output folder (one PNG per input, same stem)")
     parser.add_argument("--align", default="auto", choices=["auto", "dlib", "none"],
@@ -88,7 +99,9 @@ def main():
         overrides.append(f"test_time_steps={args.steps}")
     cfg = load_config(args.config, Stage2Config, overrides)
 
-    single = os.path.isfile(args.input) and not args.input.endswith((".txt", ".zip"))
+    if not (args.input.startswith("builtin:") or os.path.exists(args.input)):
+        raise FileNotFoundError(f"{args.input}: no such photo, folder or list")
+    single = _is_single(args.input)
     if single and not (args.output or args.output_dir):
         parser.error("give --output (or --output-dir) for the stylized photo")
     if not single and not args.output_dir:
@@ -111,7 +124,7 @@ def main():
     if cfg.mode == "test-time":
         results = stage2.test_time(model, _photos(names, source, size, args.align), out_dir,
                                    cfg.test_time_steps, log, metrics)
-        written = [stage2._output_path(out_dir, n) for n in results]
+        written = [stage2.output_path(out_dir, n) for n in results]
     elif cfg.mode == "online":
         state = None
         if args.resume and ckpts.latest():
@@ -119,7 +132,7 @@ def main():
         arrivals = _watch(args.input, size, args.align, args.poll) if args.watch else \
             _photos(names, source, size, args.align)
         done = stage2.online(model, arrivals, out_dir, ckpts, cfg.run.ckpt_every, state, log, metrics)
-        written = [stage2._output_path(out_dir, n) for n in done]
+        written = [stage2.output_path(out_dir, n) for n in done]
     else:
         from modify_ms.data.dataset import build_dataset
 
@@ -134,8 +147,8 @@ def main():
         stage2.offline(model, batches, cfg.offline_steps, start, ckpts, cfg.run.ckpt_every, log, metrics, bar)
         bar.close()
         for name, x in _photos(names, source, size, args.align):
-            path = stage2._output_path(out_dir, name)
-            stage2._write(path, model.stylize(x)[0])
+            path = stage2.output_path(out_dir, name)
+            stage2.write_output(path, model.stylize(x)[0])
             written.append(path)
     metrics.close()
 
@@ -156,7 +169,7 @@ def main():
                 z0, z1 = rng.standard_normal((2, z_dim))
                 ts = np.linspace(0, 1, args.interpolate)[:, None]
                 rows.append(model.variants(x, (1 - ts) * z0 + ts * z1))
-            path = stage2._output_path(out_dir, name, "_variants")
+            path = stage2.output_path(out_dir, name, "_variants")
             save_image_atomic(path, make_grid(rows))
             written.append(path)
     for path in written:

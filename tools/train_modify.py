@@ -16,7 +16,6 @@ def main():
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this global step (for testing)")
-    parser.add_argument("--stylize", metavar="PHOTO", help="after training, stylize PHOTO in test-time mode")
     args = parser.parse_args()
 
     from modify_ms.config import load_config

@@ -59,6 +59,16 @@ def grace_hopper_photo() -> np.ndarray:
     return read_image(grace_hopper_path())
 
 
+SINGLE_PHOTOS = {"builtin:astronaut": astronaut_photo, "builtin:grace_hopper": grace_hopper_photo}
+
+
+def single_photo(name: str) -> np.ndarray:
+    """A bundled real photo by name ('builtin:astronaut', 'builtin:grace_hopper'), RGB uint8."""
+    if name not in SINGLE_PHOTOS:
+        raise ImageReadError(name, f"unknown built-in photo (known: {', '.join(sorted(SINGLE_PHOTOS))})")
+    return SINGLE_PHOTOS[name]()
+
+
 def lfw_faces() -> np.ndarray:
     """The 100 real LFW faces of scikit-image, (100, 25, 25) uint8 grayscale."""
     from skimage import data

@@ -219,7 +219,9 @@ def minibatch_stddev(x, group_size=4, num_features=1):
     b, c, h, w = x.shape
     group = min(b, group_size)
     y = x.reshape(group, b // group, num_features, c // num_features, h, w)
-    y = ops.sqrt(ops.var(y, axis=0, ddof=0) + 1e-8)                # [B/G, F, C/F, H, W]
+    # variance written out: ops.var's gradient is NaN over a group of one (batch-1 stage 2)
+    y = y - y.mean(axis=0, keep_dims=True)
+    y = ops.sqrt((y * y).mean(axis=0) + 1e-8)                     # [B/G, F, C/F, H, W]
     y = y.mean(axis=(2, 3, 4)).reshape(b // group, num_features, 1, 1)
     y = ops.tile(y, (group, 1, h, w))
     return ops.concat((x, y), axis=1)

@@ -27,10 +27,12 @@ class WeightsMissingError(ValueError):
 def setup_runtime(run_cfg, out_dir):
     """GRAPH_MODE on the configured device, with MindSpore's compile cache inside the run folder."""
     os.makedirs(out_dir, exist_ok=True)
-    kwargs = dict(mode=ms.GRAPH_MODE, device_target=run_cfg.device)
+    kwargs = dict(mode=ms.GRAPH_MODE if run_cfg.mode == "graph" else ms.PYNATIVE_MODE,
+                  device_target=run_cfg.device)
     ms.set_context(**kwargs)
     if run_cfg.compile_cache:
-        ms.set_context(enable_compile_cache=True, compile_cache_path=os.path.join(out_dir, ".compile_cache"))
+        cache = run_cfg.compile_cache_dir or os.path.join(out_dir, ".compile_cache")
+        ms.set_context(enable_compile_cache=True, compile_cache_path=cache)
 
 
 class LossNets(nn.Cell):

@@ -152,12 +152,14 @@ class RunConfig:
     out_dir: str = "runs/modify"
     seed: int = 0
     device: Literal["CPU", "GPU", "Ascend"] = "CPU"
+    mode: Literal["graph", "pynative"] = "graph"  # pynative only for debugging and quick tests
     noise: Literal["random", "const"] = "random"  # generator noise: fresh per step (authors) or the fixed buffers
     log_every: int = 10
     sample_every: int = 500
     ckpt_every: int = 1000
     keep_checkpoints: int = 3
     compile_cache: bool = True
+    compile_cache_dir: str = ""  # "" = <out_dir>/.compile_cache; share one to reuse graphs across runs
 
     def validate(self):
         if min(self.log_every, self.sample_every, self.ckpt_every, self.keep_checkpoints) < 1:

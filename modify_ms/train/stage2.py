@@ -180,12 +180,12 @@ def photo_key(name):
 
 
 # --------------------------------------------------------------------- modes
-def _output_path(out_dir, name, suffix=""):
-    stem = os.path.splitext(os.path.basename(name))[0]
+def output_path(out_dir, name, suffix=""):
+    stem = os.path.splitext(os.path.basename(name.replace("builtin:", "")))[0]
     return os.path.join(out_dir, f"{stem}{suffix}.png")
 
 
-def _write(path, image_chw):
+def write_output(path, image_chw):
     from ..data.imageio import save_image_atomic
     from ..data.prepare import from_model_array
 
@@ -205,8 +205,8 @@ def test_time(model, photos, out_dir, steps, log=print, metrics=None):
             if metrics is not None:
                 metrics.write(dict(record, photo=os.path.basename(name), step=i + 1))
         after = model.objective(x)
-        path = _output_path(out_dir, name)
-        _write(path, model.stylize(x)[0])
+        path = output_path(out_dir, name)
+        write_output(path, model.stylize(x)[0])
         results[name] = (before, after)
         log(f"{name}: objective {before:.4f} -> {after:.4f} after {steps} steps; wrote {path}")
     return results
@@ -222,8 +222,8 @@ def online(model, arrivals, out_dir, ckpts=None, ckpt_every=50, state=None, log=
         if name in seen:
             continue
         record = model.update(x)
-        path = _output_path(out_dir, name)
-        _write(path, model.stylize(x)[0])
+        path = output_path(out_dir, name)
+        write_output(path, model.stylize(x)[0])
         done.append(name)
         seen.add(name)
         if metrics is not None:

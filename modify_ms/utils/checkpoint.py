@@ -67,6 +67,8 @@ def fill_cell(cell, arrays, source, prefix="", allow_missing=()):
 
     ``allow_missing``: parameter-name prefixes that may stay as initialised (e.g. the
     encoder's style heads when only the IR-SE50 body is pretrained)."""
+    import mindspore as ms
+
     params = dict(cell.parameters_and_names())
     used, missing, bad = set(), [], []
     for name, param in params.items():
@@ -76,11 +78,14 @@ def fill_cell(cell, arrays, source, prefix="", allow_missing=()):
                 missing.append(name)
             continue
         value = arrays[key]
+        if value.size == 1 and int(np.prod(param.shape)) == 1:
+            value = value.reshape(param.shape)  # MindSpore stores 0-d values (Adam's beta powers) as (1,)
         if tuple(value.shape) != tuple(param.shape):
             bad.append(f"{name} {tuple(value.shape)} vs {tuple(param.shape)}")
             continue
-        param.set_data(__import__("mindspore").Tensor(value.astype(np.float32) if value.dtype == np.float64
-                                                       else value, dtype=param.dtype))
+        # assign in place: set_data swaps the storage, and a compiled optimizer update that already
+        # holds the old one (Adam's beta powers, global_step) would keep counting from it
+        param.assign_value(ms.Tensor(value, dtype=param.dtype))
         used.add(key)
     unused = sorted(k for k in arrays if k.startswith(prefix) and k not in used)
     problems = []
@@ -92,6 +97,7 @@ def fill_cell(cell, arrays, source, prefix="", allow_missing=()):
         problems.append(f"shape mismatch: {'; '.join(bad[:3])}")
     if problems:
         raise CheckpointFileError(f"{source}: does not fit the network: " + "; ".join(problems))
+
 
 
 def load_groups(groups, arrays, source):

@@ -1,0 +1,197 @@
+"""MODIFY stage 1 and stage 2 in-process on a tiny configuration (64 px, narrow channels).
+
+One stage-1 trainer and one stage-2 model are built per module and shared, so each
+step cell compiles once. Checks: the schedule switches at the right step and trains
+exactly the networks its phase names; the swap loss compares M(z) with E(y_z) of the
+SAME z; a checkpoint restores everything (resumed losses equal the uninterrupted ones);
+stage 2 freezes the teacher encoder, the decoder and M; test-time adaptation really
+updates E' (fresh optimizer per photo) and lowers the objective; results for two photos
+do not depend on their order; online writes one output per input in arrival order.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+import mindspore as ms
+
+from modify_ms.config import load_config
+from modify_ms.train.config import Stage1Config, Stage2Config
+from modify_ms.train.stage1 import Stage1Trainer, phase_at
+from modify_ms.train import stage2
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+TINY = [
+    "model.generator.style_dim=32", "model.generator.n_mlp=1", "model.generator.channel_max=16",
+    "model.encoder.channels=[16, 16, 16, 16]", "model.remap.n_layers=1",
+    "model.discriminator.channel_max=16", "model.loss_nets.identity_channels=[16, 16, 16, 16]",
+    "data.num_workers=1", "data.multiprocessing=false", "data.max_images=12", "run.compile_cache=false",
+    "phases=[{steps: 3, weights: {lpips: 0.8, adv_r: 0.1, l2: 0.8, id: 1.0}, train: [encoder, decoder]},"
+    " {steps: 3, weights: {swap: 1.0, adv_z: 0.1}, train: [encoder, decoder, remap]}]",
+]
+
+
+def tiny_stage1_config(out_dir, extra=()):
+    return load_config(os.path.join(REPO, "yaml", "quickstart.yaml"), Stage1Config,
+                       TINY + [f"run.out_dir={out_dir}"] + list(extra))
+
+
+def snapshot(cell):
+    return {n: p.asnumpy().copy() for n, p in cell.parameters_and_names()}
+
+
+def changed(before, cell):
+    after = snapshot(cell)
+    return any(not np.array_equal(before[n], after[n]) for n in before)
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory):
+    """A trainer after a full tiny schedule (3 + 3 steps), with per-phase change records."""
+    run_dir = str(tmp_path_factory.mktemp("stage1"))
+    cfg = tiny_stage1_config(run_dir)
+    trainer = Stage1Trainer(cfg, run_dir, log=lambda _m: None)
+    from modify_ms.data.dataset import build_dataset
+
+    pipeline = build_dataset(cfg.data, log=lambda _m: None)
+    batches = list(pipeline.dataset.create_tuple_iterator(output_numpy=True, num_epochs=1))
+    nets = {"encoder": trainer.nets.encoder, "decoder": trainer.nets.decoder, "remap": trainer.nets.remap_net,
+            "discriminator": trainer.nets.discriminator}
+    records, changes = [], []
+    for i in range(6):
+        before = {k: snapshot(v) for k, v in nets.items()}
+        y, y_real = batches[i % len(batches)]
+        records.append(trainer.train_step(y, y_real))
+        changes.append({k: changed(before[k], v) for k, v in nets.items()})
+        if trainer.step == 3:
+            ckpt3 = trainer.save()
+    trainer.save()
+    with open(os.path.join(run_dir, "config.yaml"), "w") as fh:
+        import yaml
+        yaml.safe_dump(__import__("dataclasses").asdict(cfg), fh)
+    return dict(trainer=trainer, records=records, changes=changes, batches=batches, ckpt3=ckpt3, run_dir=run_dir)
+
+
+def test_schedule_switches_at_the_right_step(stage1):
+    cfg = stage1["trainer"].cfg
+    assert [phase_at(cfg.phases, s)[0] for s in range(6)] == [0, 0, 0, 1, 1, 1]
+    assert [r["phase"] for r in stage1["records"]] == [0, 0, 0, 1, 1, 1]
+    first, second = stage1["records"][0], stage1["records"][3]
+    assert first["swap"] == 0.0 and first["adv_z"] == 0.0 and first["l2"] > 0 and first["id"] > 0
+    assert second["l2"] == 0.0 and second["lpips"] == 0.0 and second["swap"] > 0 and second["adv_z"] > 0
+
+
+def test_each_phase_trains_exactly_its_networks(stage1):
+    for i, change in enumerate(stage1["changes"]):
+        assert change["encoder"] and change["decoder"] and change["discriminator"], (i, change)
+        # M gets no gradient in phase 0 (y_z is not even rendered); the swap loss trains it in phase 1
+        assert change["remap"] == (i >= 3), (i, change)
+
+
+def test_swap_loss_uses_the_same_z_as_the_render(stage1):
+    """Recompute L_swap from the building blocks with one z, and show another z gives another value."""
+    trainer = stage1["trainer"]
+    nets = trainer.nets
+    g_step, _ = trainer.phase_cells(1)
+    loss_cell = g_step.loss_cell
+    rng = np.random.default_rng(5)
+    y = ms.Tensor(stage1["batches"][0][0])
+    z = ms.Tensor(rng.standard_normal((4, nets.remap_net.z_dim), dtype=np.float32))
+    noise = nets.decoder.random_noise(4, rng)
+    _, terms, _, y_z = loss_cell(y, z, noise, noise)
+    w_z = nets.remap_net(z).asnumpy()
+    w_plus = nets.encoder(y).asnumpy()
+    fused = np.concatenate([w_plus[:, :-w_z.shape[1]], w_z], axis=1)
+    y_z_ref = nets.render(ms.Tensor(fused), noise).asnumpy()
+    np.testing.assert_allclose(y_z.asnumpy(), y_z_ref, rtol=1e-5, atol=1e-5)
+    re_encoded = nets.encoder(ms.Tensor(y_z_ref)).asnumpy()[:, -w_z.shape[1]:]
+    swap_ref = float(((w_z - re_encoded) ** 2).mean())
+    assert abs(float(terms[5].asnumpy()) - swap_ref) <= 1e-5 * max(1.0, swap_ref)
+    z_other = ms.Tensor(rng.standard_normal((4, nets.remap_net.z_dim), dtype=np.float32))
+    other = ((nets.remap_net(z_other).asnumpy() - re_encoded) ** 2).mean()
+    assert abs(other - swap_ref) > 1e-4
+
+
+def test_checkpoint_resume_gives_the_same_losses(stage1):
+    """Restore the step-3 checkpoint into the trainer and replay steps 4-6: the same records.
+
+    'The same' is up to CPU kernels' run-to-run float32 noise (multi-threaded reductions
+    are not bit-reproducible): 1e-5 relative. Anything not restored (an Adam moment, the
+    RNG, the phase) changes the losses by orders of magnitude more."""
+    trainer = stage1["trainer"]
+    final = {k: v.copy() for k, v in snapshot(trainer.nets.encoder).items()}
+    trainer.resume(stage1["ckpt3"])
+    assert trainer.step == 3
+    replay = [trainer.train_step(*stage1["batches"][i % len(stage1["batches"])]) for i in range(3, 6)]
+    for a, b in zip(replay, stage1["records"][3:]):
+        assert a.keys() == b.keys() and a["step"] == b["step"] and a["phase"] == b["phase"]
+        for key in a:
+            if key != "sec":
+                assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
+    for name, value in snapshot(trainer.nets.encoder).items():
+        np.testing.assert_allclose(value, final[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def stage2_model(stage1, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("stage2"))
+    cfg = load_config(os.path.join(REPO, "yaml", "ffhq_stylize.yaml"), Stage2Config,
+                      [f"stage1={stage1['run_dir']}", "run.compile_cache=false", "optim.lr=0.001",
+                       "test_time_steps=30"])
+    return stage2.Stage2Model(cfg, out, log=lambda _m: None), out
+
+
+def _photos(size):
+    from modify_ms.data.align import Aligner
+    from modify_ms.data.builtin import single_photo
+    from modify_ms.data.prepare import to_model_array
+
+    return [(n, to_model_array(Aligner(size, "none")(single_photo(n), n).image)[None])
+            for n in ("builtin:astronaut", "builtin:grace_hopper")]
+
+
+def test_stage2_freezes_teacher_decoder_and_remap(stage2_model):
+    model, _ = stage2_model
+    frozen = {"teacher": snapshot(model.nets.encoder), "decoder": snapshot(model.nets.decoder),
+              "remap": snapshot(model.nets.remap_net)}
+    student = snapshot(model.student)
+    name, x = _photos(64)[0]
+    model.reset(seed_key=1)
+    for _ in range(3):
+        model.update(x)
+    assert changed(student, model.student)
+    for key, cell in (("teacher", model.nets.encoder), ("decoder", model.nets.decoder),
+                      ("remap", model.nets.remap_net)):
+        assert not changed(frozen[key], cell), f"{key} changed in stage 2"
+
+
+def test_test_time_adapts_and_is_order_independent(stage2_model, tmp_path):
+    model, _ = stage2_model
+    photos = _photos(64)
+    steps = model.cfg.test_time_steps
+    out_a, out_b = tmp_path / "a", tmp_path / "b"
+    out_a.mkdir(), out_b.mkdir()
+    res_a = stage2.test_time(model, photos, str(out_a), steps, log=lambda _m: None)
+    # the optimizer is really re-created per photo: after reset its moments are zero again
+    model.reset(seed_key=0)
+    assert all(not np.any(p.asnumpy()) for n, p in model.student_opt.parameters_and_names() if "moment" in n)
+    res_b = stage2.test_time(model, photos[::-1], str(out_b), steps, log=lambda _m: None)
+    for name, (before, after) in res_a.items():
+        assert after < before, f"{name}: objective did not fall ({before} -> {after})"
+        assert res_b[name] == (before, after)
+    for f in os.listdir(out_a):
+        assert (out_a / f).read_bytes() == (out_b / f).read_bytes(), f
+
+
+def test_online_writes_one_output_per_input_in_arrival_order(stage2_model, tmp_path):
+    model, _ = stage2_model
+    photos = _photos(64)
+    arrivals = [("third.png", photos[0][1]), ("first.png", photos[1][1]), ("second.png", photos[0][1])]
+    model.reset(seed_key=0)
+    lines = []
+    done = stage2.online(model, iter(arrivals), str(tmp_path), log=lines.append)
+    assert done == ["third.png", "first.png", "second.png"]
+    assert sorted(os.listdir(tmp_path)) == ["first.png", "second.png", "third.png"]
+    assert [l.split("] ")[1].split(":")[0] for l in lines] == done
+    assert model.updates == 3  # the model kept its state across the three images
