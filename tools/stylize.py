@@ -110,7 +110,7 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
 
     import numpy as np
-    from modify_ms.train.common import MetricsLog, RunCheckpoints, progress
+    from modify_ms.train.common import MetricsLog, RunCheckpoints, epoch_batches, progress
     from modify_ms.train import stage2
 
     log = lambda msg: print(msg, file=sys.stderr)
@@ -142,7 +142,7 @@ def main():
         data_cfg = cfg.data.__class__(**{**cfg.data.__dict__, "size": size})
         # a resumed offline run restarts the data order at epoch 0 (the weights and Adam state are exact)
         pipeline = build_dataset(data_cfg, log=log)
-        batches = (b[0] for b in pipeline.dataset.create_tuple_iterator(output_numpy=True, num_epochs=-1))
+        batches = (b[0] for b in epoch_batches(pipeline, cfg.offline_steps - start))
         bar = progress(cfg.offline_steps, start, "stage 2 offline")
         stage2.offline(model, batches, cfg.offline_steps, start, ckpts, cfg.run.ckpt_every, log, metrics, bar)
         bar.close()

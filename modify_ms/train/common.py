@@ -24,14 +24,18 @@ class WeightsMissingError(ValueError):
     """A pretrained weight file named by the config is needed but absent."""
 
 
-def setup_runtime(run_cfg, out_dir):
-    """GRAPH_MODE on the configured device, with MindSpore's compile cache inside the run folder."""
+def setup_runtime(run_cfg, out_dir, cache_key="default"):
+    """GRAPH_MODE on the configured device, with MindSpore's compile cache inside the run folder.
+
+    MindSpore's cache numbers graphs in compilation order, so a run that compiles its
+    graphs in another order must not share a cache: ``cache_key`` names the sequence
+    (stage, mode, starting phase), one sub-folder each."""
     os.makedirs(out_dir, exist_ok=True)
     kwargs = dict(mode=ms.GRAPH_MODE if run_cfg.mode == "graph" else ms.PYNATIVE_MODE,
                   device_target=run_cfg.device)
     ms.set_context(**kwargs)
-    if run_cfg.compile_cache:
-        cache = run_cfg.compile_cache_dir or os.path.join(out_dir, ".compile_cache")
+    if run_cfg.compile_cache and run_cfg.mode == "graph":
+        cache = os.path.join(run_cfg.compile_cache_dir or os.path.join(out_dir, ".compile_cache"), cache_key)
         ms.set_context(enable_compile_cache=True, compile_cache_path=cache)
 
 
@@ -196,3 +200,12 @@ def progress(total, initial, desc):
 
     return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, file=sys.stderr,
                 disable=None, smoothing=0.1)
+
+
+def epoch_batches(pipeline, steps):
+    """Batches (tuples of arrays) for ``steps`` steps, one pass of the iterator per epoch."""
+    epochs = -(-steps // pipeline.batches_per_epoch)
+    iterator = pipeline.dataset.create_tuple_iterator(output_numpy=True, num_epochs=epochs)
+    for _ in range(epochs):
+        for batch in iterator:
+            yield batch

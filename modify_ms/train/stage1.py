@@ -1,4 +1,5 @@
 """Stage 1, style encapsulation: train E, D, M and Dis on the style images only (paper section 2.1)."""
+import json
 import os
 import time
 
@@ -28,9 +29,9 @@ def phase_at(phases, step):
 class Stage1Trainer:
     """Owns the networks, optimizers and step cells; ``run()`` trains to the end of the schedule."""
 
-    def __init__(self, cfg, run_dir, log=print):
+    def __init__(self, cfg, run_dir, log=print, start_step=0):
         self.cfg, self.run_dir, self.log = cfg, run_dir, log
-        setup_runtime(cfg.run, run_dir)
+        setup_runtime(cfg.run, run_dir, cache_key=f"stage1-phase{phase_at(cfg.phases, start_step)[0]}")
         self.nets = ModifyNets(cfg.model)
         self.loss_nets = LossNets(cfg.model.loss_nets, cfg.model.loss_size)
         load_pretrained(self.nets, self.loss_nets, cfg.weights, log)
@@ -95,6 +96,20 @@ class Stage1Trainer:
         return record
 
     # ----------------------------------------------------------------- loop
+    def log_step(self, record, total, bar, metrics, t0):
+        """Metrics line, progress bar, sample grid and checkpoint at their intervals."""
+        run = self.cfg.run
+        record["sec"] = round(time.perf_counter() - t0, 4)
+        metrics.write(record)
+        bar.update(1)
+        if self.step % run.log_every == 0 or self.step == 1:
+            bar.set_postfix({k: f"{record[k]:.3f}" for k in ("loss", "l2", "lpips", "id", "swap")})
+        if self.step % run.sample_every == 0 or self.step == total:
+            path = os.path.join(self.run_dir, "samples", f"step_{self.step:08d}.png")
+            save_grid(path, list(self.last_images))  # rows: y | y_r | y_z
+        if self.step % run.ckpt_every == 0 or self.step == total:
+            self.save()
+
     def run(self, max_steps=None):
         cfg = self.cfg
         total = cfg.total_steps if max_steps is None else min(cfg.total_steps, max_steps)
@@ -106,26 +121,19 @@ class Stage1Trainer:
         metrics = MetricsLog(self.run_dir, resume_step=self.step)
         os.makedirs(os.path.join(self.run_dir, "samples"), exist_ok=True)
         bar = progress(total, self.step, "stage 1")
-        iterator = pipeline.dataset.create_tuple_iterator(output_numpy=True, num_epochs=-1)
+        epochs = -(-(total - self.step + skip) // per_epoch)
+        iterator = pipeline.dataset.create_tuple_iterator(output_numpy=True, num_epochs=epochs)
         t0 = time.perf_counter()
         try:
-            for i, (y, y_real) in enumerate(iterator):
-                if i < skip:
-                    continue
-                if self.step >= total:
-                    break
-                record = self.train_step(y, y_real)
-                record["sec"] = round(time.perf_counter() - t0, 4)
-                t0 = time.perf_counter()
-                metrics.write(record)
-                bar.update(1)
-                if self.step % cfg.run.log_every == 0 or self.step == 1:
-                    bar.set_postfix({k: f"{record[k]:.3f}" for k in ("loss", "l2", "lpips", "id", "swap")})
-                if self.step % cfg.run.sample_every == 0 or self.step == total:
-                    path = os.path.join(self.run_dir, "samples", f"step_{self.step:08d}.png")
-                    save_grid(path, list(self.last_images))  # rows: y | y_r | y_z
-                if self.step % cfg.run.ckpt_every == 0 or self.step == total:
-                    self.save()
+            for _ in range(epochs):  # each pass over the iterator is one epoch (new shuffle and flips)
+                for i, (y, y_real) in enumerate(iterator):
+                    if skip:
+                        skip -= 1  # resuming mid-epoch: these batches were trained before the checkpoint
+                        continue
+                    if self.step >= total:
+                        break
+                    self.log_step(self.train_step(y, y_real), total, bar, metrics, t0)
+                    t0 = time.perf_counter()
         finally:
             bar.close()
             metrics.close()
@@ -134,11 +142,15 @@ class Stage1Trainer:
 
 def train_stage1(cfg, run_dir, resume=False, max_steps=None, log=print):
     """Train stage 1 into ``run_dir`` (config.yaml, metrics.jsonl, samples/, checkpoints/)."""
-    trainer = Stage1Trainer(cfg, run_dir, log)
-    if resume:
-        latest = trainer.ckpts.latest()
-        if latest is None:
-            raise FileNotFoundError(f"{run_dir}: nothing to resume (no checkpoints/latest.json)")
+    latest = RunCheckpoints(run_dir).latest() if resume else None
+    if resume and latest is None:
+        raise FileNotFoundError(f"{run_dir}: nothing to resume (no checkpoints/latest.json)")
+    start = 0
+    if latest is not None:
+        with open(latest + ".json", encoding="utf-8") as fh:
+            start = int(json.load(fh)["step"])
+    trainer = Stage1Trainer(cfg, run_dir, log, start_step=start)
+    if latest is not None:
         trainer.resume(latest)
     write_resolved_config(cfg, run_dir)
     trainer.run(max_steps)

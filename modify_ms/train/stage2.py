@@ -65,7 +65,7 @@ class Stage2Model:
         if not cfg.stage1:
             raise ValueError("stage1 is empty: give a stage-1 run directory or checkpoint (--stage1)")
         self.stage1_cfg, self.stage1_ckpt = load_stage1(cfg.stage1)
-        setup_runtime(cfg.run, run_dir)
+        setup_runtime(cfg.run, run_dir, cache_key=f"stage2-{cfg.mode}")
         s1 = self.stage1_cfg
         self.nets = ModifyNets(s1.model)
         self.loss_nets = LossNets(s1.model.loss_nets, s1.model.loss_size)
