@@ -60,6 +60,7 @@ def test_stylize_test_time_single_photo(stage1_run, tmp_path):
                     + overrides(["run.compile_cache=false"]))
     assert out.is_file() and str(out) in proc.stdout
     assert (tmp_path / "astronaut_variants.png").is_file()
+    assert (tmp_path / "astronaut_k0.png").is_file() and (tmp_path / "astronaut_k1.png").is_file()
     assert "objective" in proc.stderr
 
 

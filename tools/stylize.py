@@ -6,7 +6,8 @@
     python tools/stylize.py --stage1 RUN --mode online --input IN_DIR --output-dir OUT [--watch]
     # offline: train E' on the source set in the config's data section, then stylize --input
     python tools/stylize.py --stage1 RUN --mode offline --input IN_DIR --output-dir OUT
-    # multi-modal: K variants from K style samples, and an interpolation strip between two
+    # multi-modal: K variants from K style samples (<stem>_k{i}.png and a grid <stem>_variants.png),
+    # and an interpolation strip between two
     python tools/stylize.py --stage1 RUN --input photo.jpg --output out.png --variants 6 --interpolate 6
 """
 import argparse
@@ -164,7 +165,12 @@ def main():
         for name, x in _photos(names[:1] if single else names, source, size, args.align):
             rows = [x]
             if args.variants:
-                rows.append(model.variants(x, rng.standard_normal((args.variants, z_dim))))
+                variants = model.variants(x, rng.standard_normal((args.variants, z_dim)))
+                rows.append(variants)
+                for k, image in enumerate(variants):  # <stem>_k{i}.png: what evaluate.py's diversity reads
+                    path = stage2.output_path(out_dir, name, f"_k{k}")
+                    stage2.write_output(path, image)
+                    written.append(path)
             if args.interpolate:
                 z0, z1 = rng.standard_normal((2, z_dim))
                 ts = np.linspace(0, 1, args.interpolate)[:, None]

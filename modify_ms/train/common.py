@@ -63,27 +63,19 @@ def _weight_file(path, what, require, log):
 
 def load_pretrained(nets, loss_nets, weights, log):
     """Fill networks from converted checkpoints named in ``weights`` (WeightsConfig)."""
-    path = _weight_file(weights.generator, "generator", weights.require, log)
-    if path:
-        arrays, _ = read_arrays(path)
-        fill_cell(nets.decoder, arrays, path)
-    path = _weight_file(weights.discriminator, "discriminator", weights.require, log)
-    if path:
-        arrays, _ = read_arrays(path)
-        fill_cell(nets.discriminator, arrays, path)
-    path = _weight_file(weights.encoder_backbone, "encoder_backbone", weights.require, log)
-    if path:
-        arrays, _ = read_arrays(path)
+    table = (  # (config key, cell, parameters that may stay initialised)
+        ("generator", nets.decoder, ()),
+        ("discriminator", nets.discriminator, ()),
         # only the IR-SE50 body is pretrained; the pyramid and style heads start fresh (as in pSp)
-        fill_cell(nets.encoder, arrays, path, allow_missing=("styles.", "latlayer", "latent_avg"))
-    path = _weight_file(weights.identity, "identity", weights.require, log)
-    if path:
-        arrays, _ = read_arrays(path)
-        fill_cell(loss_nets.identity, arrays, path)
-    path = _weight_file(weights.lpips, "lpips", weights.require, log)
-    if path:
-        arrays, _ = read_arrays(path)
-        fill_cell(loss_nets.lpips, arrays, path)
+        ("encoder_backbone", nets.encoder, ("styles.", "latlayer", "latent_avg")),
+        ("identity", loss_nets.identity, ()),
+        ("lpips", loss_nets.lpips, ()),
+    )
+    for key, cell, allow_missing in table:
+        path = _weight_file(getattr(weights, key), key, weights.require, log)
+        if path:
+            arrays, _ = read_arrays(path)
+            fill_cell(cell, arrays, path, allow_missing=allow_missing)
     # pSp starts the encoder from the decoder's mean latent
     avg = nets.decoder.latent_avg.asnumpy()
     nets.encoder.latent_avg.set_data(ms.Tensor(np.tile(avg[None], (nets.n_latent, 1))))
