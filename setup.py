@@ -22,8 +22,9 @@ setup(
         "matplotlib>=3.5",  # bundled real photo (grace_hopper.jpg)
     ],
     extras_require={
-        # torch is only the numerical reference in tests, never imported at run time.
-        "test": ["pytest>=7", "torch==2.13.0"],
+        # torch is only the numerical reference in tests, never imported at run time;
+        # the alignment tests need the align extra's dlib and landmark model.
+        "test": ["pytest>=7", "torch==2.13.0", "dlib-bin>=19.24", "face-recognition-models>=0.3.0"],
         "align": ["dlib-bin>=19.24", "face-recognition-models>=0.3.0"],
     },
 )
