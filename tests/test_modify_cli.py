@@ -87,7 +87,7 @@ def test_stylize_online_and_offline(stage1_run, tmp_path):
              + overrides(["run.compile_cache=false", f"data.path={photos}", "data.batch_size=1",
                           "data.num_workers=1", "data.multiprocessing=false", "offline_steps=2"]))
     assert sorted(p for p in os.listdir(out) if p.endswith(".png")) == ["a.png", "b.png"]
-    assert os.path.isfile(os.path.join(out, "checkpoints", "latest.json"))
+    assert os.path.isfile(os.path.join(out, "stylize_checkpoints", "latest.json"))
 
 
 def test_stylize_bad_input_is_one_line(stage1_run, tmp_path):

@@ -117,8 +117,9 @@ def main():
     log = lambda msg: print(msg, file=sys.stderr)
     model = stage2.Stage2Model(cfg, out_dir, log)
     size = model.stage1_cfg.model.loss_size
-    metrics = MetricsLog(out_dir)
-    ckpts = RunCheckpoints(out_dir, cfg.run.keep_checkpoints)
+    # own file names, so an output folder inside a stage-1 run never touches its log or checkpoints
+    metrics = MetricsLog(out_dir, name="stylize_metrics.jsonl")
+    ckpts = RunCheckpoints(out_dir, cfg.run.keep_checkpoints, subdir="stylize_checkpoints")
     names, source = ([args.input], None) if single else _inputs(args.input)
     written = []
 

@@ -94,8 +94,8 @@ def optimizer_groups(optimizers):
 class RunCheckpoints:
     """``run_dir/checkpoints/step_XXXXXXXX.ckpt`` + ``.json``; ``latest.json`` points at the newest."""
 
-    def __init__(self, run_dir, keep=3):
-        self.dir = os.path.join(run_dir, "checkpoints")
+    def __init__(self, run_dir, keep=3, subdir="checkpoints"):
+        self.dir = os.path.join(run_dir, subdir)
         self.keep = keep
 
     def save(self, step, groups, state):
@@ -153,8 +153,8 @@ def restore_rng(state):
 class MetricsLog:
     """One JSON object per line in ``run_dir/metrics.jsonl``; appended, flushed each write."""
 
-    def __init__(self, run_dir, resume_step=None):
-        self.path = os.path.join(run_dir, "metrics.jsonl")
+    def __init__(self, run_dir, resume_step=None, name="metrics.jsonl"):
+        self.path = os.path.join(run_dir, name)
         if resume_step is not None and os.path.exists(self.path):
             # drop lines past the resumed checkpoint so the log reads as one uninterrupted run
             with open(self.path, encoding="utf-8") as fh:
