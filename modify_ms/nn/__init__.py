@@ -2,6 +2,6 @@
 from .activation import FusedLeakyReLU, scaled_leaky_relu
 from .equalized import EqualConv2d, EqualLinear
 from .fir import Blur, Upsample, make_blur_kernel, zero_insert_2x
-from .modulated import ModulatedConv2d, demodulation
+from .modulated import ModulatedConv2d
 from .noise import NoiseInjection
 from .norm import PixelNorm

@@ -7,8 +7,7 @@ and rosinality's fused form, for any batch size. On the MindSpore CPU backend th
 runs as fast as scaling the input and output around a shared-weight conv, and the
 backward pass keeps neither a scaled copy of x nor a pre-demodulation output: a
 32-channel 256 px layer's forward+backward needs +375 MB instead of +990 MB
-(upsampling: +263 MB instead of +637 MB). ``demodulation`` gives the same
-coefficients from styles and the shared weight (sum_i s_i^2 sum_k w_ik^2).
+(upsampling: +263 MB instead of +637 MB).
 """
 import math
 
@@ -17,13 +16,6 @@ from mindspore import Parameter, Tensor, nn, ops
 
 from .equalized import EqualLinear
 from .fir import Blur
-
-
-def demodulation(styles, weight):
-    """styles [B, in], weight [out, in, k, k] (already scaled) -> [B, out, 1, 1] demod coefficients."""
-    w_sq = (weight * weight).sum(axis=(2, 3))                     # [out, in]
-    d = ops.rsqrt(ops.matmul(styles * styles, w_sq.T) + 1e-8)     # [B, out]
-    return d.reshape(d.shape[0], d.shape[1], 1, 1)
 
 
 class ModulatedConv2d(nn.Cell):
