@@ -36,7 +36,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from tools.bench_stylegan2 import peak_rss_mib, rss_mib  # noqa: E402
+from tools.bench_stylegan2 import peak_rss_mib, print_table, rss_mib  # noqa: E402
 
 WORKLOADS = ("stage1", "tta")
 
@@ -183,18 +183,6 @@ def table_row(label, ms_r, pt_r):
             ratio(ms_r["peak_mib"] - ms_r["baseline_mib"], pt_r["peak_mib"] - pt_r["baseline_mib"])]
 
 
-def print_table(rows, markdown):
-    if markdown:
-        print("| " + " | ".join(HEADER) + " |")
-        print("|" + "---|" * len(HEADER))
-        for r in rows:
-            print("| " + " | ".join(r) + " |")
-        return
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADER)]
-    for r in [HEADER] + rows:
-        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, default=256, help="generator = loss resolution (64 for a quick run)")
@@ -239,7 +227,7 @@ def main(argv=None):
     print(f"MODIFY steps, {args.size} px, generator channel_max {args.channel_max} style_dim {args.style_dim} "
           f"n_mlp {args.n_mlp}, encoder channels {cfg['enc_channels']} units {cfg['enc_units']}, "
           f"LPIPS alex, {args.threads} thread(s) each, random weights")
-    print_table(rows, args.markdown)
+    print_table(rows, args.markdown, HEADER)
     if args.json:
         with open(args.json + ".tmp", "w") as fh:
             json.dump(dict(config=cfg, results=results), fh, indent=1)

@@ -257,15 +257,16 @@ HEADER = ["config", "MS first step s", "PT first step s", "MS step s", "PT step 
           "MS peak MiB (base)", "PT peak MiB (base)", "peak MS/PT", "(peak-base) MS/PT"]
 
 
-def print_table(rows, markdown):
+def print_table(rows, markdown, header=HEADER):
+    """Rows of strings as aligned text, or as a Markdown table (shared by the bench_* tools)."""
     if markdown:
-        print("| " + " | ".join(HEADER) + " |")
-        print("|" + "---|" * len(HEADER))
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
         for r in rows:
             print("| " + " | ".join(r) + " |")
         return
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADER)]
-    for r in [HEADER] + rows:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    for r in [header] + rows:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
 
 
