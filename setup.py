@@ -9,6 +9,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9,<3.12",
     packages=find_packages(include=["modify_ms*", "baselines_ms*", "weights_convert*"]),
+    # the LPIPS v0.1 linear layers (BSD-2-Clause, licence beside them) and the checkpoint key manifests
+    package_data={"modify_ms": ["assets/lpips_v0.1/*", "assets/manifests/*.json"]},
     install_requires=[
         "mindspore==2.10.0",
         "numpy>=1.22,<2",  # NumPy 2 breaks MindSpore 2.10 (Tensor.reshape raises SystemError)

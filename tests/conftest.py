@@ -16,10 +16,31 @@ os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 # these CPUs; the cap must be set before the first convolution of the process.
 os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(REPO), "shared")
-FIXTURES = os.path.join(SHARED, "fixtures")
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+
+
+def _refuse_reads_beside_the_repository():
+    """A user's clone has nothing beside it (no ``../shared``): any test or program that
+    opens a file in a sibling of the repository fails loudly, here and in CI, where a
+    copy of the reference shelf does sit beside the clone."""
+    parent = os.path.dirname(REPO) + os.sep
+    repo = REPO + os.sep
+
+    def hook(event, args):
+        if event != "open" or not args or not isinstance(args[0], (str, bytes, os.PathLike)):
+            return
+        path = os.path.abspath(os.fsdecode(args[0]))
+        if path.startswith(parent) and not (path + os.sep).startswith(repo) and not path.startswith(_TMP):
+            raise RuntimeError(f"test read outside the repository: {path} (copy what tests need into it)")
+
+    sys.addaudithook(hook)
+
+
+import tempfile  # noqa: E402
+
+_TMP = os.path.realpath(tempfile.gettempdir()) + os.sep
+_refuse_reads_beside_the_repository()
 
 import mindspore as ms  # noqa: E402
 
@@ -41,15 +62,8 @@ def rng():
 
 
 @pytest.fixture(scope="session")
-def fixtures_dir():
-    if not os.path.isdir(FIXTURES):
-        pytest.fail(f"shared fixtures not found at {FIXTURES}")
-    return FIXTURES
+def key_manifests():
+    """Every key and shape of the real checkpoints (packaged with modify_ms)."""
+    from modify_ms.assets import key_manifests as load
 
-
-@pytest.fixture(scope="session")
-def key_manifests(fixtures_dir):
-    import json
-
-    with open(os.path.join(fixtures_dir, "checkpoint_key_manifests.json")) as fh:
-        return json.load(fh)
+    return load("checkpoint")

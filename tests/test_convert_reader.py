@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from modify_ms.assets import lpips_linear_layers
 from weights_convert import torch_pickle
 from weights_convert.errors import CheckpointError
 from weights_convert.torch_pickle import flatten_state_dict, load_torch_file
@@ -109,8 +110,8 @@ def test_views_share_storage_and_are_read_only(sample_files, fmt):
 
 
 @pytest.mark.parametrize("name", LPIPS)
-def test_real_lpips_fixtures_read_bit_exactly(fixtures_dir, name):
-    path = os.path.join(fixtures_dir, f"lpips_v0.1_{name}.pth")
+def test_real_lpips_fixtures_read_bit_exactly(name):
+    path = lpips_linear_layers(name)
     assert torch_pickle.detect_format(path) == "legacy"
     ours = load_torch_file(path)
     ref = torch.load(path, map_location="cpu", weights_only=False)

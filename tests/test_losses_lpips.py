@@ -13,6 +13,7 @@ import pytest
 import torch
 import mindspore as ms
 
+from modify_ms.assets import lpips_linear_layers
 from parity_utils import assert_close, m, t
 from reference.lpips_ref import LPIPSRef, randomize
 from modify_ms.losses.lpips import LPIPS
@@ -60,10 +61,10 @@ def test_value_and_grad_parity(ms_mode, lpips_pair, rng):
 
 
 @pytest.fixture(scope="module", params=["alex", "vgg"])
-def real_lin(request, fixtures_dir):
+def real_lin(request):
     """LPIPS with the real v0.1 linear layers (random backbone) and the torch reference holding the same."""
     net = request.param
-    lin = load_torch_file(os.path.join(fixtures_dir, f"lpips_v0.1_{net}.pth"))
+    lin = load_torch_file(lpips_linear_layers(net))
     ref = randomize(LPIPSRef(net), seed=22).eval()
     cell = LPIPS(net, reduction="none")
     params = convert_lpips(lin, torchvision_state(ref), target_shapes_of(cell), net)
@@ -74,11 +75,11 @@ def real_lin(request, fixtures_dir):
     return net, cell, ref, lin
 
 
-def test_real_linear_layers_load(real_lin, fixtures_dir):
+def test_real_linear_layers_load(real_lin):
     net, cell, _, lin = real_lin
     chans = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}[net]
     # the same file read by torch itself
-    expected = torch.load(os.path.join(fixtures_dir, f"lpips_v0.1_{net}.pth"), map_location="cpu", weights_only=True)
+    expected = torch.load(lpips_linear_layers(net), map_location="cpu", weights_only=True)
     params = dict(cell.parameters_and_names())
     for k, c in enumerate(chans):
         value = params[f"lin{k}.model.1.weight"].asnumpy()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from modify_ms.assets import lpips_linear_layers
 from reference import irse_ref, lpips_ref, stylegan2_ref
 from test_modify_train import REPO, tiny_stage1_config
 
@@ -27,7 +28,7 @@ def convert(*args):
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory, fixtures_dir):
+def converted(tmp_path_factory):
     d = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
     g = stylegan2_ref.randomize_(stylegan2_ref.Generator(64, 32, 1, 1, 16), 1)
@@ -44,15 +45,15 @@ def converted(tmp_path_factory, fixtures_dir):
     convert("stylegan2", str(d / "sg2.pt"), paths["discriminator"], "--which", "d")
     convert("irse50", str(d / "ir_se.pth"), paths["identity"], "--target", "identity", "--image-size", "64")
     convert("irse50", str(d / "ir_se.pth"), paths["encoder_backbone"], "--target", "encoder")
-    convert("lpips", paths["lpips"], "--net", "alex", "--lin", os.path.join(fixtures_dir, "lpips_v0.1_alex.pth"),
+    convert("lpips", paths["lpips"], "--net", "alex", "--lin", lpips_linear_layers("alex"),
             "--backbone", str(d / "alexnet.pth"))
-    return paths, dict(g=g, d=disc, latent_avg=latent_avg, arcface=arcface, alex=alex), fixtures_dir
+    return paths, dict(g=g, d=disc, latent_avg=latent_avg, arcface=arcface, alex=alex)
 
 
 def test_stage1_config_loads_every_converted_file(converted, tmp_path):
     from modify_ms.train.stage1 import Stage1Trainer
 
-    paths, ref, fixtures_dir = converted
+    paths, ref = converted
     cfg = tiny_stage1_config(str(tmp_path), ARCH + [f"weights.{k}={v}" for k, v in paths.items()]
                              + ["weights.require=true"])
     trainer = Stage1Trainer(cfg, str(tmp_path), log=lambda _m: None)
@@ -72,7 +73,7 @@ def test_stage1_config_loads_every_converted_file(converted, tmp_path):
     ident = dict(trainer.loss_nets.identity.parameters_and_names())
     np.testing.assert_array_equal(ident["facenet.input_layer.0.weight"].asnumpy(), arc["input_layer.0.weight"])
     lp = dict(trainer.loss_nets.lpips.parameters_and_names())
-    lin = torch.load(os.path.join(fixtures_dir, "lpips_v0.1_alex.pth"), map_location="cpu")
+    lin = torch.load(lpips_linear_layers("alex"), map_location="cpu")
     np.testing.assert_array_equal(lp["lin2.model.1.weight"].asnumpy(), lin["lin2.model.1.weight"].numpy())
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from modify_ms.assets import lpips_linear_layers
 from parity_utils import assert_close, m, t
 from reference.identity_ref import IdentityLossRef
 from reference.irse_ref import PSPEncoder, randomize
@@ -192,10 +193,10 @@ def test_cli_psp(files, name, rng):
     np.testing.assert_allclose(dec_params["latent_avg"].asnumpy(), files["avg"][0], rtol=1e-6)
 
 
-def test_cli_lpips(files, fixtures_dir, rng):
+def test_cli_lpips(files, rng):
     root = files["root"]
     dst = str(root / "lpips_alex.ckpt")
-    lin = os.path.join(fixtures_dir, "lpips_v0.1_alex.pth")
+    lin = lpips_linear_layers("alex")
     assert cli(["lpips", dst, "--net", "alex", "--lin", lin, "--backbone", str(root / "alexnet-owt-test.pth")]) == 0
     cell = build_lpips(dst, reduction="none")
     lref = files["lref"]

@@ -6,7 +6,7 @@ Subcommands
     Format (zip / legacy / nvlabs-pkl), top-level keys, tensor and value
     counts, and the layout of every state_dict found, detected by the
     ``detect_layout`` function of each importer module and by exact key/shape
-    comparison with ``fixtures/checkpoint_key_manifests.json`` when present.
+    comparison with the packaged ``modify_ms/assets/manifests/checkpoint_key_manifests.json``.
 ``stylegan2 SRC DST [--which g_ema|g|d] [--size N] [--channel-multiplier M]``
     rosinality .pt or stylegan2-ada .pkl (auto-detected) -> MindSpore .ckpt.
 ``inception SRC DST [--variant auto|fid|torchvision]``
@@ -49,14 +49,14 @@ MANIFESTS_ENV = "MODIFY_MS_KEY_MANIFESTS"  # optional path to checkpoint_key_man
 
 
 def _manifests():
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    candidates = [os.environ.get(MANIFESTS_ENV, ""),
-                  os.path.join(os.path.dirname(here), "shared", "fixtures", "checkpoint_key_manifests.json")]
-    for path in candidates:
-        if path and os.path.isfile(path):
-            with open(path, encoding="utf-8") as fh:
-                return json.load(fh)
-    return {}
+    """The packaged key manifests, or the file named by $MODIFY_MS_KEY_MANIFESTS."""
+    from modify_ms.assets import key_manifests
+
+    path = os.environ.get(MANIFESTS_ENV, "")
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    return key_manifests("checkpoint")
 
 
 def _state_dicts(obj):

@@ -10,18 +10,15 @@ import time
 
 import torch
 
+from modify_ms.assets import key_manifests
 from tools.bench_fid import child_result
 from .inception_ref import fid_features
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-MANIFEST = os.path.join(os.path.dirname(os.path.dirname(HERE)), "..", "shared", "fixtures",
-                        "checkpoint_key_manifests.json")
 
 
 def fid_state(generator):
     """Random weights shaped like pt_inception-2015-12-05 (torchvision names, no AuxLogits, fc 1008)."""
-    with open(MANIFEST, encoding="utf-8") as fh:
-        manifest = json.load(fh)["torchvision_inception_v3"]
+    manifest = key_manifests()["torchvision_inception_v3"]
     state = {}
     for key, shape in manifest.items():
         if key.startswith("AuxLogits.") or key.endswith("num_batches_tracked"):
