@@ -29,6 +29,9 @@ from PIL import Image, ImageOps
 MAX_PIXELS = 50_000_000  # 50 MP: larger inputs are refused (decoding alone would take >150 MB)
 MIN_SIDE = 16  # smaller images carry no usable face at any model resolution
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
+_WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
+                  ".tif": "TIFF", ".tiff": "TIFF"}
+WRITABLE_EXTENSIONS = tuple(_WRITE_FORMATS)  # the output file's extension chooses its format
 
 
 class InputError(ValueError):
@@ -160,8 +163,7 @@ def encode_image(image: np.ndarray, ext: str = ".png", quality: int = 95) -> byt
     array = np.asarray(image)
     if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
         raise ValueError(f"expected a uint8 (H, W, 3) or (H, W) image, got {array.dtype} {array.shape}")
-    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP",
-           ".tif": "TIFF", ".tiff": "TIFF"}.get(ext.lower())
+    fmt = _WRITE_FORMATS.get(ext.lower())
     if fmt is None:
         raise ValueError(f"cannot write images with extension '{ext}'")
     buf = io.BytesIO()
