@@ -16,8 +16,9 @@ def run_main(main):
     from .data.imageio import InputError
     from .data.sources import DataSourceError
     from .utils.checkpoint import CheckpointFileError
+    from .utils.paths import OutputPathError
 
-    user_errors = (ConfigError, InputError, DataSourceError, CheckpointFileError, FileNotFoundError)
+    user_errors = (ConfigError, InputError, DataSourceError, CheckpointFileError, OutputPathError, FileNotFoundError)
     try:
         from .train.common import WeightsMissingError
         user_errors += (WeightsMissingError,)
