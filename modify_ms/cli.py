@@ -2,11 +2,22 @@
 
 Import this module before anything imports MindSpore.
 """
+import argparse
 import os
 import sys
 
 os.environ.setdefault("GLOG_v", "3")  # MindSpore C++ logging: errors only
 os.environ.setdefault("GLOG_logtostderr", "1")
+
+
+class ToolParser(argparse.ArgumentParser):
+    """argparse with the tools' error contract: one line ``error: ...`` on stderr, exit code 2
+    (argparse's own form is a usage block and a ``prog: error:`` line)."""
+
+    def error(self, message):
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(2)
 
 
 def run_main(main):

@@ -97,14 +97,18 @@ def safe_relative_name(name: str) -> Tuple[Optional[str], Optional[str]]:
     return posixpath.join(*parts), None
 
 
-def unique_stems(names: Sequence[str], stem_of=None) -> Tuple[List[str], List[Tuple[str, str]]]:
+def unique_stems(names: Sequence[str], stem_of=None, taken: Optional[set] = None
+                 ) -> Tuple[List[str], List[Tuple[str, str]]]:
     """One output stem per input, unique whatever the inputs' extensions or folders.
 
     The first input (in the given order) keeps its stem; a later input whose stem is
     taken gets ``<stem>_<ext>`` (``a.png`` beside ``a.jpg`` -> ``a_png``), then
-    ``<stem>_<ext>_2``... Returns the stems and the renames as (input, stem) pairs."""
+    ``<stem>_<ext>_2``... ``taken`` (lower-case stems already used, updated in place)
+    lets names arriving later continue the same plan. Returns the stems and the renames
+    as (input, stem) pairs."""
     stem_of = stem_of or (lambda n: os.path.splitext(os.path.basename(n))[0])
-    taken, stems, renamed = set(), [], []
+    taken = set() if taken is None else taken
+    stems, renamed = [], []
     for name in names:
         stem = stem_of(name)
         candidate = stem
