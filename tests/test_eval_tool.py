@@ -141,3 +141,29 @@ def test_missing_folder_and_weights_are_one_line_errors(workspace, tmp_path, cap
                           "--arcface", str(tmp_path / "model_ir_se50.pth")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "weights_convert irse50" in err
+
+
+def test_a_corrupt_image_is_left_out_and_listed(workspace, tiny_arcface, tiny_inception, tmp_path, capsys):
+    """One truncated output and one non-image input: every metric runs on what is readable,
+    the report lists the two files with their reasons, the exit code is 0."""
+    import shutil
+
+    outs, ins = tmp_path / "outputs", tmp_path / "inputs"
+    shutil.copytree(workspace / "outputs", outs)
+    shutil.copytree(workspace / "inputs", ins)
+    data = (outs / "face1_k1.png").read_bytes()
+    (outs / "face1_k1.png").write_bytes(data[: len(data) // 2])  # truncated PNG
+    (ins / "face0.png").write_bytes(b"not an image at all")
+    args = _all_metrics_args(workspace, workspace / "weights.ckpt")
+    args[args.index("--outputs") + 1], args[args.index("--inputs") + 1] = str(outs), str(ins)
+    args[args.index("--report") + 1] = str(tmp_path / "report")
+    args[args.index("--cache-dir") + 1] = str(tmp_path / "cache")
+    assert evaluate.main(args) == 0
+    err = capsys.readouterr().err
+    assert "2 unreadable images skipped" in err and "face1_k1.png" in err and "face0.png" in err
+    header, row = (tmp_path / "report.csv").read_text().splitlines()
+    values = dict(zip(header.split(","), row.split(",")))
+    assert values["fid_images"] == "3"  # 4 outputs, one unreadable
+    assert values["identity_pairs"] == "1"  # face0's input unreadable; face1 keeps its one readable output
+    assert values["diversity_inputs"] == "1"  # face1 left with one stylization
+    assert "unreadable images skipped" in (tmp_path / "report.md").read_text()

@@ -21,24 +21,22 @@ accepted directly (converted in memory).
 Writes REPORT.md and REPORT.csv (default: OUT_DIR/evaluation). Exit status 0, or 2 with a
 one-line error for missing folders/weights or unusable files.
 """
-import argparse
 import os
 import sys
 
 if __package__ in (None, ""):  # run as a script from a checkout
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
-# oneDNN picks a ~60x slower AVX-512 path for plain-layout float32 convs on this kind of CPU;
-# capping it at AVX2 selects its GEMM convolution (must be set before the first conv runs).
-os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+from modify_ms.cli import ToolParser  # noqa: E402  (quiets MindSpore, caps oneDNN, before MindSpore loads)
+from modify_ms.utils.cache import cache_root  # noqa: E402
 
 FID_DIMS = 2048  # a set smaller than the feature dimension has a rank-deficient covariance
-DEFAULT_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "modify_ms", "fid")
+DEFAULT_CACHE = os.path.join(cache_root(), "fid")
+METRIC_SIZES = (32, 1024)  # AlexNet-LPIPS needs >= 32 px; above 1024 nothing is gained
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ToolParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--outputs", required=True, help="folder of stylized outputs")
     parser.add_argument("--inputs", help="folder of input photos (identity distance)")
     parser.add_argument("--style", help="style image folder, or a statistics .npz (FID)")
@@ -59,7 +57,9 @@ def parse_args(argv=None):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
-        parser.error("--batch-size must be >= 1")
+        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not METRIC_SIZES[0] <= args.metric_size <= METRIC_SIZES[1]:
+        parser.error(f"--metric-size must be in [{METRIC_SIZES[0]}, {METRIC_SIZES[1]}], got {args.metric_size}")
     if bool(args.style) != bool(args.inception):
         parser.error("FID needs both --style and --inception")
     if args.arcface and not args.inputs:
@@ -135,7 +135,7 @@ def _progress(enabled, desc, unit):
     return lambda items: tqdm(items, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
 
-def run_fid(args, output_paths, notes):
+def run_fid(args, output_paths, notes, reader):
     import mindspore as ms  # noqa: F401  (context set in main)
 
     from modify_ms.eval.extract import BatchedFeatures, statistics_for_files
@@ -153,8 +153,10 @@ def run_fid(args, output_paths, notes):
         style = load_statistics(args.style)
     else:
         style_paths = list_images(args.style, recursive=True)
-        style = statistics_for_files(style_paths, features, cache, digest, settings, not args.quiet, "style features")
-    out = statistics_for_files(output_paths, features, cache, digest, settings, not args.quiet, "output features")
+        style = statistics_for_files(style_paths, features, cache, digest, settings, not args.quiet, "style features",
+                                     reader)
+    out = statistics_for_files(output_paths, features, cache, digest, settings, not args.quiet, "output features",
+                               reader)
     for label, n in (("output", out["num_images"]), ("style", style["num_images"])):
         if 0 <= n < FID_DIMS:
             notes.append(f"warning: the {label} set has {n} images, fewer than the {FID_DIMS} feature dimensions: "
@@ -169,25 +171,23 @@ def run_fid(args, output_paths, notes):
             "style_images": style["num_images"] if style["num_images"] >= 0 else None}
 
 
-def run_identity(args, pairs):
+def run_identity(args, pairs, reader):
     from modify_ms.eval.extract import BatchedFeatures
-    from modify_ms.eval.files import read_image
     from modify_ms.eval.identity import ArcFaceEmbedder, identity_distances_for_pairs
 
     embed = BatchedFeatures(ArcFaceEmbedder(load_arcface(args.arcface), size=256), 4)
-    distances = identity_distances_for_pairs(embed, pairs, read_image, _progress(not args.quiet, "identity", "input"))
+    distances = identity_distances_for_pairs(embed, pairs, reader, _progress(not args.quiet, "identity", "input"))
     return {"identity_distance": float(distances.mean()), "identity_pairs": int(distances.size)}
 
 
-def run_diversity(args, groups, size):
+def run_diversity(args, groups, size, reader):
     import mindspore as ms
 
     from modify_ms.eval.diversity import LPIPSDistance, diversity_of_output_groups
-    from modify_ms.eval.files import read_image
 
     cell = LPIPSDistance(load_lpips(args.lpips), size=size)
     lpips = lambda x, y: cell(ms.Tensor(x), ms.Tensor(y)).asnumpy()  # noqa: E731
-    mean, per_input = diversity_of_output_groups(groups, lpips, read_image,
+    mean, per_input = diversity_of_output_groups(groups, lpips, reader,
                                                  _progress(not args.quiet, "diversity", "input"))
     ks = sorted({len(g) for g in groups})
     return {"lpips_diversity": mean, "diversity_inputs": int(per_input.size),
@@ -198,15 +198,16 @@ def evaluate(args):
     """(row dict, notes) for one run; raises the modules' one-line errors."""
     import mindspore as ms
 
-    from modify_ms.eval.files import group_outputs, list_images, pair_by_stem
+    from modify_ms.eval.files import SkippingReader, group_outputs, list_images, pair_by_stem
 
     ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
     groups = group_outputs(args.outputs)
     output_paths = [p for stem in sorted(groups) for p in groups[stem]]
     row = {"run": args.name or os.path.basename(os.path.normpath(args.outputs))}
     notes = []
+    reader = SkippingReader()  # one corrupt image is left out (and listed), not the end of the run
     if args.style:
-        row.update(run_fid(args, output_paths, notes))
+        row.update(run_fid(args, output_paths, notes, reader))
     if args.inputs:
         pairs, lonely_inputs, lonely_outputs = pair_by_stem(list_images(args.inputs), groups)
         if lonely_inputs:
@@ -220,13 +221,15 @@ def evaluate(args):
                 from modify_ms.eval.files import EvalInputError
 
                 raise EvalInputError(f"{args.outputs}: no output file stem matches an input in {args.inputs}")
-            row.update(run_identity(args, pairs))
+            row.update(run_identity(args, pairs, reader))
     if args.lpips:
         multi = [groups[s] for s in sorted(groups) if len(groups[s]) >= 2]
         if multi:
-            row.update(run_diversity(args, multi, args.metric_size))
+            row.update(run_diversity(args, multi, args.metric_size, reader))
         else:
             notes.append("diversity skipped: no input has 2 or more stylizations (<stem>_k0.png, <stem>_k1.png ...)")
+    if reader.skipped:
+        notes.append(reader.note())
     return row, notes
 
 
@@ -235,14 +238,17 @@ def main(argv=None):
     from modify_ms.eval.fid import FIDError
     from modify_ms.eval.files import EvalInputError
     from modify_ms.eval.report import to_markdown, write_report
+    from modify_ms.utils.paths import OutputPathError, check_output_file
     from weights_convert.errors import CheckpointError, MappingError
 
     args = parse_args(argv)
     try:
-        row, notes = evaluate(args)
         prefix = args.report or os.path.join(args.outputs, "evaluation")
+        for ext in (".md", ".csv"):  # before any network is built
+            check_output_file(prefix + ext, image=False)
+        row, notes = evaluate(args)
         md_path, csv_path = write_report([row], prefix, notes)
-    except (EvalInputError, FIDError, CheckpointError, MappingError, InputError) as exc:
+    except (EvalInputError, FIDError, CheckpointError, MappingError, InputError, OutputPathError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

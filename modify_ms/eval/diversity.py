@@ -44,7 +44,9 @@ def lpips_diversity(stylize_k, images, lpips, progress=None):
     iterable = progress(images) if progress is not None else images
     per_input = np.array([mean_pairwise_lpips(stylize_k(image), lpips) for image in iterable], np.float64)
     if per_input.size == 0:
-        raise ValueError("lpips_diversity: no input images")
+        from .files import EvalInputError
+
+        raise EvalInputError("diversity: no input has 2 or more readable stylizations")
     return float(per_input.mean()), per_input
 
 
@@ -61,10 +63,13 @@ class LPIPSDistance(nn.Cell):
 
 
 def diversity_of_output_groups(groups, lpips, reader, progress=None):
-    """lpips_diversity over precomputed stylizations: ``groups`` = [[K >= 2 output paths] per input]."""
+    """lpips_diversity over precomputed stylizations: ``groups`` = [[K >= 2 output paths] per input].
+    A ``reader`` returning None drops that file; a group left with fewer than 2 is left out."""
+    groups = progress(groups) if progress is not None else groups
+    loaded = ([im for im in (reader(p) for p in paths) if im is not None] for paths in groups)
 
-    def stylize_k(paths):
-        images = np.stack([reader(p) for p in paths]).transpose(0, 3, 1, 2)
-        return np.ascontiguousarray(images * 2.0 - 1.0, dtype=np.float32)
+    def stylize_k(images):
+        return np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2) * 2.0 - 1.0, dtype=np.float32)
 
-    return lpips_diversity(stylize_k, groups, lpips, progress)
+    usable = (images for images in loaded if len(images) >= 2)
+    return lpips_diversity(stylize_k, usable, lpips)

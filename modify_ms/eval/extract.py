@@ -41,7 +41,8 @@ class BatchedFeatures:
 
 
 def features_of_files(paths, features, reader=read_image, progress=True, desc="features"):
-    """[N, D] features of image files ([0, 1] RGB, NCHW) through ``features`` (a BatchedFeatures)."""
+    """[N, D] features of image files ([0, 1] RGB, NCHW) through ``features`` (a BatchedFeatures).
+    A ``reader`` returning None (files.SkippingReader) leaves that file out."""
     batch, outs = [], []
     batch_size = getattr(features, "batch_size", 16)
 
@@ -51,18 +52,25 @@ def features_of_files(paths, features, reader=read_image, progress=True, desc="f
             batch.clear()
 
     for path in _progress(paths, len(paths), desc, progress):
-        image = reader(path).transpose(2, 0, 1)
+        image = reader(path)
+        if image is None:
+            continue
+        image = image.transpose(2, 0, 1)
         if batch and image.shape != batch[0].shape:
             flush()
         batch.append(image)
         if len(batch) == batch_size:
             flush()
     flush()
+    if not outs:
+        from .files import EvalInputError
+
+        raise EvalInputError(f"none of the {len(paths)} images could be read ({desc})")
     return np.concatenate(outs, axis=0)
 
 
 def statistics_for_files(paths, features, cache_dir=None, weights_digest="", settings="", progress=True,
-                         desc="features"):
+                         desc="features", reader=read_image):
     """FID statistics of image files, read from / written to ``cache_dir`` when given.
 
     The cache file is ``fid_stats_<key>.npz`` with ``key = statistics_key(paths, weights_digest,
@@ -75,10 +83,10 @@ def statistics_for_files(paths, features, cache_dir=None, weights_digest="", set
     cache = os.path.join(cache_dir, f"fid_stats_{key}.npz") if cache_dir else None
     if cache and os.path.isfile(cache):
         stats = load_statistics(cache)
-        if stats["key"] == key and stats["num_images"] == len(paths):
+        if stats["key"] == key:  # the key covers every file's name, size and mtime
             return dict(stats, cached=True)
-    feats = features_of_files(paths, features, progress=progress, desc=desc)
+    feats = features_of_files(paths, features, reader=reader, progress=progress, desc=desc)
     mu, sigma = feature_statistics(feats)
     if cache:
-        save_statistics(cache, mu, sigma, len(paths), key)
-    return {"mu": mu, "sigma": sigma, "num_images": len(paths), "key": key, "cached": False}
+        save_statistics(cache, mu, sigma, len(feats), key)
+    return {"mu": mu, "sigma": sigma, "num_images": len(feats), "key": key, "cached": False}

@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from modify_ms.data.imageio import IMAGE_EXTENSIONS, is_image_name, write_bytes_atomic
+from modify_ms.data.imageio import IMAGE_EXTENSIONS, ImageReadError, is_image_name, write_bytes_atomic
 from modify_ms.data.imageio import read_image as _read_rgb_uint8
 
 _VARIANT = re.compile(r"^(?P<stem>.+)_k(?P<k>\d+)$")
@@ -85,3 +85,23 @@ def pair_by_stem(input_paths, output_groups):
 def read_image(path):
     """RGB float32 HWC in [0, 1] through modify_ms.data's one image reader (raises ImageReadError)."""
     return _read_rgb_uint8(path).astype(np.float32) / 255.0
+
+
+class SkippingReader:
+    """``read_image`` that returns None for an unusable file and records why, so one corrupt
+    image costs the evaluation that image, not the run (``skipped``: {path: reason})."""
+
+    def __init__(self):
+        self.skipped = {}
+
+    def __call__(self, path):
+        try:
+            return read_image(path)
+        except ImageReadError as exc:
+            self.skipped.setdefault(path, exc.reason)
+            return None
+
+    def note(self, limit=10):
+        items = sorted(self.skipped.items())
+        text = "; ".join(f"{p} ({r})" for p, r in items[:limit]) + (" ..." if len(items) > limit else "")
+        return f"{len(items)} unreadable images skipped: {text}"

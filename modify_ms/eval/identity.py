@@ -59,16 +59,23 @@ class ArcFaceEmbedder(nn.Cell):
 def identity_distances_for_pairs(embed, pairs, reader, progress=None):
     """Per-output identity distances for [(input path, [output paths])] (inputs embedded once).
 
-    ``embed``: host callable [N, 3, H, W] in [-1, 1] -> [N, D]; ``reader``: path -> HWC [0, 1].
+    ``embed``: host callable [N, 3, H, W] in [-1, 1] -> [N, D]; ``reader``: path -> HWC [0, 1],
+    or None for an unreadable file (that output, or the whole pair for its input, is left out).
     """
     iterable = progress(pairs) if progress is not None else pairs
     distances = []
     for input_path, output_paths in iterable:
-        source = _as_numpy(embed(_to_model(np.stack([reader(input_path)]))))
-        outputs = _as_numpy(embed(_to_model(np.stack([reader(p) for p in output_paths]))))
+        source_image = reader(input_path)
+        output_images = [im for im in (reader(p) for p in output_paths) if im is not None]
+        if source_image is None or not output_images:
+            continue
+        source = _as_numpy(embed(_to_model(np.stack([source_image]))))
+        outputs = _as_numpy(embed(_to_model(np.stack(output_images))))
         distances.append(1.0 - cosine_similarity_rows(np.repeat(source, len(outputs), axis=0), outputs))
     if not distances:
-        raise ValueError("identity_distances_for_pairs: no input/output pairs")
+        from .files import EvalInputError
+
+        raise EvalInputError("identity distance: no readable input/output pair")
     return np.concatenate(distances)
 
 

@@ -15,8 +15,7 @@ import posixpath
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 from ..data.imageio import WRITABLE_EXTENSIONS
-
-CACHE_ENV = "MODIFY_MS_CACHE"
+from .cache import cache_root
 
 
 class OutputPathError(ValueError):
@@ -124,9 +123,7 @@ def unique_stems(names: Sequence[str], stem_of=None, taken: Optional[set] = None
 
 
 def default_work_dir(kind: str, key: str) -> str:
-    """``$MODIFY_MS_CACHE`` (or ``$XDG_CACHE_HOME/modify_ms``, ``~/.cache/modify_ms``)
-    ``/<kind>/<digest of key>``: one work folder per stage-1 run and mode, reused by reruns."""
-    root = os.environ.get(CACHE_ENV) or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "modify_ms")
+    """``<cache_root()>/<kind>/<digest of key>``: e.g. one work folder per stage-1 run, mode
+    and output, reused by reruns of the same command."""
     digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
-    return os.path.join(root, kind, digest)
+    return os.path.join(cache_root(), kind, digest)
