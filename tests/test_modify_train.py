@@ -17,6 +17,7 @@ import mindspore as ms
 
 from modify_ms.config import load_config
 from modify_ms.train.config import Stage1Config, Stage2Config
+from modify_ms.train.common import save_loss_nets
 from modify_ms.train.stage1 import Stage1Trainer, phase_at
 from modify_ms.train import stage2
 
@@ -67,6 +68,7 @@ def stage1(tmp_path_factory):
         if trainer.step == 3:
             ckpt3 = trainer.save()
     trainer.save()
+    save_loss_nets(trainer.loss_nets, run_dir)  # what train_stage1 does at the start of a run
     with open(os.path.join(run_dir, "config.yaml"), "w") as fh:
         import yaml
         yaml.safe_dump(__import__("dataclasses").asdict(cfg), fh)

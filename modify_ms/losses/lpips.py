@@ -8,7 +8,13 @@ non-negative 1x1 "linear" layers. Inputs in [-1, 1].
 Parameter names: ``net.features.N.{weight,bias}`` = torchvision's ``features.N.*`` keys;
 ``linK.model.1.weight`` (1, C_K, 1, 1) = the lpips package's keys. Frozen like the identity
 loss (no parameter takes gradients; there is no BatchNorm or active dropout).
+
+The authors' v0.1 linear layers ship with the package (``packaged_linear_layers``), so
+they are used whenever no converted LPIPS file is given: they are non-negative by
+definition, and random ones would make the "distance" meaningless.
 """
+import os
+
 import numpy as np
 from mindspore import Tensor, nn, ops
 
@@ -112,3 +118,22 @@ class LPIPS(nn.Cell):
         if self.reduction == "mean":
             return total.mean()
         return total
+
+
+PACKAGED_LINEAR_NETS = ("alex", "vgg")
+
+
+def packaged_linear_path(net, must_exist=True):
+    """``modify_ms/assets/lpips_v0.1/<net>_linear.npz`` (made by tools/export_lpips_linear.py)."""
+    from ..assets import HERE, asset_path
+
+    if net not in PACKAGED_LINEAR_NETS:
+        raise ValueError(f"LPIPS network must be one of {PACKAGED_LINEAR_NETS}, got {net!r}")
+    name = f"{net}_linear.npz"
+    return asset_path("lpips_v0.1", name) if must_exist else os.path.join(HERE, "lpips_v0.1", name)
+
+
+def packaged_linear_layers(net):
+    """{``linK.model.1.weight``: float32 array} of the authors' v0.1 linear layers of ``net``."""
+    with np.load(packaged_linear_path(net), allow_pickle=False) as arrays:
+        return {name: arrays[name] for name in arrays.files}

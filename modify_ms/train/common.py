@@ -1,8 +1,10 @@
 """Pieces shared by both stages: runtime set-up, networks from configs and weight files,
 optimizers, run checkpoints (atomic, exact resume), metrics log and sample grids."""
+import dataclasses
 import glob
 import json
 import os
+import random
 import sys
 import time
 
@@ -13,7 +15,7 @@ from mindspore import nn
 from ..config import save_resolved
 from ..data.imageio import save_image_atomic
 from ..losses.identity import IdentityLoss
-from ..losses.lpips import LPIPS
+from ..losses.lpips import LPIPS, packaged_linear_layers
 from ..models.modify import ModifyNets
 from ..utils.checkpoint import (CheckpointFileError, atomic_write_json, fill_cell, load_groups, named_arrays,
                                 read_arrays, save_arrays)
@@ -39,14 +41,57 @@ def setup_runtime(run_cfg, out_dir, cache_key="default"):
         ms.set_context(enable_compile_cache=True, compile_cache_path=cache)
 
 
+def seed_everything(seed):
+    """Seed every generator a network constructor may draw from: layer constructors use numpy's
+    global generator, MindSpore's initialisers its global seed, a few helpers Python's ``random``.
+    Call before any network is built, so ``run.seed`` fixes the initial weights too."""
+    random.seed(seed)
+    np.random.seed(seed)
+    ms.set_seed(seed)
+
+
+LOSS_NETS_FILE = "loss_nets.ckpt"
+LOSS_NETS_FORMAT = "modify_ms.loss_nets"
+
+
 class LossNets(nn.Cell):
     """The frozen perceptual and identity networks under stable names (``lpips.*``, ``identity.*``)."""
 
     def __init__(self, cfg, image_size):
         super().__init__()
+        self.cfg, self.image_size = cfg, image_size
         self.lpips = LPIPS(cfg.lpips_net)
         self.identity = IdentityLoss(image_size, num_layers=cfg.identity_num_layers, units=cfg.identity_units,
                                      channels=tuple(cfg.identity_channels))
+
+
+def loss_net_groups(loss_nets):
+    return {"lpips": loss_nets.lpips, "identity": loss_nets.identity}
+
+
+def save_loss_nets(loss_nets, run_dir):
+    """Write the loss networks a run trains with to ``run_dir/loss_nets.ckpt`` (+ .json), so stage 2
+    uses exactly them even when they were partly random (no LPIPS backbone / ArcFace file given)."""
+    path = os.path.join(run_dir, LOSS_NETS_FILE)
+    meta = {"format": LOSS_NETS_FORMAT, "loss_nets": dataclasses.asdict(loss_nets.cfg),
+            "image_size": loss_nets.image_size}
+    save_arrays(named_arrays(loss_net_groups(loss_nets)), path, meta)
+    return path
+
+
+def load_loss_nets(loss_nets, run_dir):
+    """Fill ``loss_nets`` from ``run_dir/loss_nets.ckpt``; CheckpointFileError (one line) when the
+    file is missing, is not a loss-network file, or does not fit the networks."""
+    path = os.path.join(run_dir, LOSS_NETS_FILE)
+    if not os.path.isfile(path):
+        raise CheckpointFileError(f"{path}: missing: the stage-1 run did not save its loss networks "
+                                  f"(it predates loss_nets.ckpt; rerun stage 1)")
+    arrays, meta = read_arrays(path)
+    if meta.get("format") != LOSS_NETS_FORMAT:
+        raise CheckpointFileError(f"{path}: not a loss-network checkpoint (its .json sidecar lacks "
+                                  f"format '{LOSS_NETS_FORMAT}')")
+    load_groups(loss_net_groups(loss_nets), arrays, path)
+    return path
 
 
 def _weight_file(path, what, require, log):
@@ -57,7 +102,8 @@ def _weight_file(path, what, require, log):
     if require:
         raise WeightsMissingError(f"weights.{what} is empty: a converted checkpoint is required "
                                   f"(see README, 'Pretrained weights'), or set weights.require=false for a smoke test")
-    log(f"note: no {what} weights given, using random initialisation (smoke test only)")
+    kept = " (LPIPS linear layers: the packaged v0.1 ones)" if what == "lpips" else ""
+    log(f"note: no {what} weights given, using random initialisation{kept} (smoke test only)")
     return ""
 
 
@@ -76,6 +122,10 @@ def load_pretrained(nets, loss_nets, weights, log):
         if path:
             arrays, _ = read_arrays(path)
             fill_cell(cell, arrays, path, allow_missing=allow_missing)
+        elif key == "lpips":  # the linear layers are never random: the packaged v0.1 ones
+            net = loss_nets.cfg.lpips_net
+            fill_cell(cell, packaged_linear_layers(net), f"packaged LPIPS v0.1 {net} linear layers",
+                      allow_missing=("net.",))
     # pSp starts the encoder from the decoder's mean latent
     avg = nets.decoder.latent_avg.asnumpy()
     nets.encoder.latent_avg.set_data(ms.Tensor(np.tile(avg[None], (nets.n_latent, 1))))

@@ -8,9 +8,9 @@ import mindspore as ms
 
 from ..data.dataset import build_dataset
 from ..models.modify import ModifyNets
-from .common import (LossNets, MetricsLog, RunCheckpoints, adam, host_noise, load_checkpoint_into,
-                     load_pretrained, optimizer_groups, progress, restore_rng, rng_state, save_grid,
-                     setup_runtime, write_resolved_config)
+from .common import (LOSS_NETS_FILE, LossNets, MetricsLog, RunCheckpoints, adam, host_noise,
+                     load_checkpoint_into, load_loss_nets, load_pretrained, optimizer_groups, progress, restore_rng,
+                     rng_state, save_grid, save_loss_nets, seed_everything, setup_runtime, write_resolved_config)
 from .steps import STAGE1_TERMS, CriticLoss, Stage1Loss, UpdateStep
 
 TRAINED = {"encoder": "encoder", "decoder": "decoder", "remap": "remap_net"}
@@ -32,6 +32,7 @@ class Stage1Trainer:
     def __init__(self, cfg, run_dir, log=print, start_step=0):
         self.cfg, self.run_dir, self.log = cfg, run_dir, log
         setup_runtime(cfg.run, run_dir, cache_key=f"stage1-phase{phase_at(cfg.phases, start_step)[0]}")
+        seed_everything(cfg.run.seed)  # before any network is built: the initial weights follow run.seed
         self.nets = ModifyNets(cfg.model)
         self.loss_nets = LossNets(cfg.model.loss_nets, cfg.model.loss_size)
         load_pretrained(self.nets, self.loss_nets, cfg.weights, log)
@@ -153,5 +154,10 @@ def train_stage1(cfg, run_dir, resume=False, max_steps=None, log=print):
     if latest is not None:
         trainer.resume(latest)
     write_resolved_config(cfg, run_dir)
+    # stage 2 must use exactly these loss networks (partly random when no LPIPS/ArcFace file is given)
+    if os.path.isfile(os.path.join(run_dir, LOSS_NETS_FILE)) and latest is not None:
+        load_loss_nets(trainer.loss_nets, run_dir)
+    else:
+        save_loss_nets(trainer.loss_nets, run_dir)
     trainer.run(max_steps)
     return trainer
