@@ -65,18 +65,30 @@ def check_output_file(path: str, inputs: Iterable[str] = (), image: bool = True,
 
 
 def check_output_dir(path: str, input_dirs: Iterable[str] = (), allow_inside: bool = False,
-                     flag: str = "--allow-output-in-input") -> str:
-    """Refuse an output folder that is a file, or equal to / inside an input folder
-    (its outputs would be read back as inputs and could replace them) unless allowed."""
+                     flag: str = "--allow-output-in-input", input_files: Iterable[str] = ()) -> str:
+    """Refuse an output folder that is a file (or lies under one), is equal to / inside an
+    input folder (its outputs would be read back as inputs and could replace them), or is
+    the folder that directly holds one of ``input_files`` (an archive, a file list, a
+    photo: outputs named after inputs would land beside, and could replace, the user's
+    files) unless allowed."""
     if not path:
         raise OutputPathError("empty output folder")
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputPathError(f"{path}: is a file, not a folder")
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise OutputPathError(f"{path}: {parent} is a file, not a folder")
     if not allow_inside:
         for folder in input_dirs:
             if folder and os.path.isdir(folder) and is_inside(path, folder):
                 raise OutputPathError(f"{path}: is inside the input folder {folder}; outputs would mix with "
                                       f"(and be read back as) inputs; choose another folder or pass {flag}")
+        holders = {_real(os.path.dirname(os.path.abspath(f))) for f in input_files if f}
+        if _real(path) in holders:
+            raise OutputPathError(f"{path}: holds input files; outputs would sit beside (and could replace) "
+                                  f"them; choose another folder or pass {flag}")
     return path
 
 
