@@ -32,7 +32,7 @@ import importlib.util
 import os
 import sys
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -203,24 +203,95 @@ class Face:
     rect: Tuple[int, int, int, int]  # left, top, right, bottom in photo pixels
     score: float  # dlib HOG detector confidence (its default threshold is 0)
     landmarks: Optional[np.ndarray] = None  # (68, 2) float64, photo pixels
+    found_by: str = ""  # the retry that found it ("" for the first detection pass)
+
+    @property
+    def side(self) -> int:
+        return max(self.rect[2] - self.rect[0], self.rect[3] - self.rect[1])
+
+    def describe(self) -> str:
+        retry = f", found {self.found_by}" if self.found_by else ""
+        return f"{self.side} px at ({(self.rect[0] + self.rect[2]) // 2}, {(self.rect[1] + self.rect[3]) // 2}), " \
+               f"score {self.score:.2f}{retry}"
+
+
+FACE_CHOICES = ("largest", "best", "all")
+
+
+def parse_face_choice(text) -> Union[str, int]:
+    """'largest' | 'best' | 'all' | a face number N >= 0 (faces are numbered main face first)."""
+    if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
+        return text
+    value = str(text).strip().lower()
+    if value in FACE_CHOICES:
+        return value
+    if value.isdigit():
+        return int(value)
+    raise ValueError(f"face choice must be one of {', '.join(FACE_CHOICES)} or a face number >= 0, got {text!r}")
+
+
+def prominence(face: Face, width: int, height: int) -> float:
+    """How much a face looks like the photo's subject: its size, discounted by up to half
+    for lying far from the centre and raised by up to half for a confident detection.
+
+    Size dominates on purpose: a face three times larger than another always wins, so a
+    small sharp face in the background cannot beat the large main subject (the detector's
+    score prefers small frontal faces); centrality and score decide between faces of
+    similar size (the astronaut's head over the similarly sized patch on her suit)."""
+    cx, cy = (face.rect[0] + face.rect[2]) / 2.0, (face.rect[1] + face.rect[3]) / 2.0
+    off_centre = np.hypot(cx - width / 2.0, cy - height / 2.0) / max(np.hypot(width, height) / 2.0, 1.0)
+    centrality = 1.0 - 0.5 * min(off_centre, 1.0)
+    confidence = 1.0 + 0.5 * float(np.clip(face.score, 0.0, 1.0))
+    return face.side * centrality * confidence
+
+
+def rank_faces(faces: List[Face], width: int, height: int) -> List[Face]:
+    """Main face first (see ``prominence``); ties broken by position so the order is fixed."""
+    return sorted(faces, key=lambda f: (-prominence(f, width, height), f.rect[1], f.rect[0]))
+
+
+def select_faces(ranked: List[Face], choice: Union[str, int], name: str = "<image>") -> List[Face]:
+    """The faces a ``--face`` choice keeps from ``rank_faces`` output (never empty)."""
+    if choice == "all":
+        return list(ranked)
+    if choice == "best":  # the detector's favourite, whatever its size
+        return [min(ranked, key=lambda f: (-f.score, f.rect[1], f.rect[0]))]
+    if choice == "largest":
+        return [ranked[0]]
+    if isinstance(choice, int) and 0 <= choice < len(ranked):
+        return [ranked[choice]]
+    raise AlignError(name, f"face {choice} asked for, but only {len(ranked)} face(s) found (numbered from 0)")
+
+
+def equalize_contrast(image: np.ndarray) -> np.ndarray:
+    """Local contrast equalisation of the luminance (CLAHE), colours kept: faded and
+    low-contrast prints (old photos) score far below dlib's threshold without it."""
+    lab = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2LAB)
+    lab[..., 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(lab[..., 0])
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
 
 
 _MODELS = {}  # per-process cache: loading the 100 MB landmark model takes about a second
+MAX_UPSAMPLED_SIDE = 4096  # a retry never runs HOG on a larger image (about 2 s at 4096 px)
 
 
 class FaceDetector:
     """dlib HOG detector + 68-point shape predictor, loaded lazily once per process.
 
     Detection runs on a copy whose long side is at most ``detect_max_side`` (faster on
-    large photos); landmarks are predicted on the full-resolution photo.
+    large photos); landmarks are predicted on the full-resolution photo. When no face
+    reaches ``min_score`` and ``retry`` is on, detection is tried again with one more
+    upsampling (faces below ~40 px), then also with the contrast equalised (faded
+    prints), before the photo is reported as having no face.
     """
 
     def __init__(self, min_score: float = 0.0, upsample: int = 1, detect_max_side: int = 1024,
-                 model_path: Optional[str] = None):
+                 model_path: Optional[str] = None, retry: bool = True):
         self.min_score = min_score
         self.upsample = upsample
         self.detect_max_side = detect_max_side
         self.model_path = model_path
+        self.retry = retry
 
     def _models(self):
         dlib = _import_dlib()
@@ -232,34 +303,78 @@ class FaceDetector:
             _MODELS[path] = (dlib.get_frontal_face_detector(), dlib.shape_predictor(path), dlib)
         return _MODELS[path]
 
-    def detect(self, image: np.ndarray) -> List[Face]:
-        """All candidate faces (including ones below ``min_score``), best score first."""
-        detector, _, _ = self._models()
+    def _detection_copy(self, image: np.ndarray) -> Tuple[np.ndarray, float]:
         h, w = image.shape[:2]
         scale = min(1.0, self.detect_max_side / max(h, w))
-        small = image if scale == 1.0 else resize_image(image, max(int(round(w * scale)), 1),
-                                                         max(int(round(h * scale)), 1))
-        rects, scores, _ = detector.run(np.ascontiguousarray(small), self.upsample, -1.0)
+        if scale == 1.0:
+            return np.ascontiguousarray(image), scale
+        return resize_image(image, max(int(round(w * scale)), 1), max(int(round(h * scale)), 1)), scale
+
+    def detect(self, image: np.ndarray, upsample: Optional[int] = None, equalize: bool = False) -> List[Face]:
+        """All candidate faces of one detection pass (including ones below ``min_score``),
+        best score first."""
+        detector, _, _ = self._models()
+        small, scale = self._detection_copy(image)
+        if equalize:
+            small = equalize_contrast(small)
+        upsample = self.upsample if upsample is None else upsample
+        rects, scores, _ = detector.run(small, upsample, -1.0)
         faces = [Face((int(round(r.left() / scale)), int(round(r.top() / scale)),
                        int(round(r.right() / scale)), int(round(r.bottom() / scale))), float(s))
                  for r, s in zip(rects, scores)]
         faces.sort(key=lambda f: (-f.score, f.rect[1], f.rect[0]))  # deterministic tie-break
         return faces
 
+    def _passes(self, image: np.ndarray):
+        """(upsample, equalise, label) of each detection attempt, cheapest first."""
+        yield self.upsample, False, ""
+        if not self.retry:
+            return
+        long_side = max(self._detection_copy(image)[0].shape[:2])
+        more = self.upsample + 1
+        if long_side * 2 ** more <= MAX_UPSAMPLED_SIDE:
+            yield more, False, f"after upsampling {2 ** more}x"
+            yield more, True, f"after upsampling {2 ** more}x and contrast equalisation"
+        else:  # too large to upsample again: equalise at the first scale instead
+            yield self.upsample, True, "after contrast equalisation"
+
+    def find_faces(self, image: np.ndarray, name: str = "<image>") -> List[Face]:
+        """Every face reaching ``min_score``, main face first (``rank_faces``), without
+        landmarks; NoFaceError when no detection pass finds one."""
+        best = None
+        for upsample, equalize, label in self._passes(image):
+            candidates = self.detect(image, upsample, equalize)
+            faces = [f for f in candidates if f.score >= self.min_score]
+            if faces:
+                for face in faces:
+                    face.found_by = label
+                return rank_faces(faces, image.shape[1], image.shape[0])
+            if candidates and (best is None or candidates[0].score > best):
+                best = candidates[0].score
+        detail = f" (best candidate score {best:.2f} < {self.min_score:.2f})" if best is not None else ""
+        raise NoFaceError(name, f"no face found{detail}")
+
     def landmarks(self, image: np.ndarray, rect: Tuple[int, int, int, int]) -> np.ndarray:
         _, predictor, dlib = self._models()
         shape = predictor(np.ascontiguousarray(image), dlib.rectangle(*rect))
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
 
+    def choose(self, image: np.ndarray, choice: Union[str, int] = "largest", name: str = "<image>"
+               ) -> Tuple[List[Face], List[Face]]:
+        """(the faces ``choice`` keeps, with landmarks; every face found, main face first)."""
+        ranked = self.find_faces(image, name)
+        chosen = select_faces(ranked, choice, name)
+        for face in chosen:
+            face.landmarks = self.landmarks(image, face.rect)
+        return chosen, ranked
+
+    def main_face(self, image: np.ndarray, name: str = "<image>") -> Face:
+        """The photo's subject: the largest, most central face (see ``prominence``)."""
+        return self.choose(image, "largest", name)[0][0]
+
     def best_face(self, image: np.ndarray, name: str = "<image>") -> Face:
-        """The highest-scoring face with its landmarks; NoFaceError if none reaches min_score."""
-        faces = self.detect(image)
-        if not faces or faces[0].score < self.min_score:
-            best = f" (best candidate score {faces[0].score:.2f} < {self.min_score:.2f})" if faces else ""
-            raise NoFaceError(name, f"no face found{best}")
-        face = faces[0]
-        face.landmarks = self.landmarks(image, face.rect)
-        return face
+        """The highest-scoring face, with its landmarks."""
+        return self.choose(image, "best", name)[0][0]
 
 
 # ----------------------------------------------------------------------------- aligner
@@ -267,9 +382,11 @@ class FaceDetector:
 @dataclass
 class AlignResult:
     image: np.ndarray  # size x size x 3 uint8
-    method: str  # "ffhq" or "center"
+    method: str  # "ffhq", "center" or "center-no-face"
     face: Optional[Face] = None
     quad: Optional[np.ndarray] = None
+    faces_found: int = 0  # faces that reached min_score in the photo
+    rank: int = 0  # this face's number in the main-face-first order
 
 
 class Aligner:
@@ -277,20 +394,27 @@ class Aligner:
     dlib is installed, else centre crop with a one-line notice), 'none' (centre crop, for
     images that are already aligned).
 
+    ``face``: which face of a photo with several: 'largest' (the main face: largest and
+    most central), 'best' (highest detector score), 'all' (``align_all`` returns one
+    result per face; calling the aligner returns the main face) or a number N (faces
+    numbered main face first).
+
     ``no_face``: 'error' raises NoFaceError when no face reaches ``min_score``; 'center'
     centre-crops such photos instead (method 'center-no-face')."""
 
     def __init__(self, size: int, mode: str = "auto", min_score: float = 0.0, upsample: int = 1,
                  detect_max_side: int = 1024, enable_padding: bool = True, notice=None,
-                 no_face: str = "error"):
+                 no_face: str = "error", face: Union[str, int] = "largest", retry: bool = True):
         if mode not in ALIGN_MODES:
             raise ValueError(f"align mode must be one of {ALIGN_MODES}, got {mode!r}")
         if no_face not in ("error", "center"):
             raise ValueError(f"no_face must be 'error' or 'center', got {no_face!r}")
+        self.face_choice = parse_face_choice(face)
         self.no_face = no_face
         self.size = size
         self.enable_padding = enable_padding
-        self.detector = FaceDetector(min_score=min_score, upsample=upsample, detect_max_side=detect_max_side)
+        self.detector = FaceDetector(min_score=min_score, upsample=upsample, detect_max_side=detect_max_side,
+                                     retry=retry)
         self.mode = mode
         if mode == "auto" and not dlib_available():
             (notice or _print_notice)(f"notice: dlib not installed, faces are centre-cropped, not aligned ({INSTALL_HINT})")
@@ -302,17 +426,26 @@ class Aligner:
     def uses_dlib(self) -> bool:
         return self.mode != "none"
 
-    def __call__(self, image: np.ndarray, name: str = "<image>") -> AlignResult:
+    def align_all(self, image: np.ndarray, name: str = "<image>") -> List[AlignResult]:
+        """One result per chosen face (several only for face='all')."""
         if not self.uses_dlib:
-            return AlignResult(center_crop(image, self.size), "center")
+            return [AlignResult(center_crop(image, self.size), "center")]
         try:
-            face = self.detector.best_face(image, name)
+            faces, ranked = self.detector.choose(image, self.face_choice, name)
         except NoFaceError:
             if self.no_face == "error":
                 raise
-            return AlignResult(center_crop(image, self.size), "center-no-face")
-        quad = ffhq_quad(face.landmarks)
-        return AlignResult(warp_quad(image, quad, self.size, self.enable_padding), "ffhq", face, quad)
+            return [AlignResult(center_crop(image, self.size), "center-no-face")]
+        results = []
+        for face in faces:
+            quad = ffhq_quad(face.landmarks)
+            rank = next(i for i, other in enumerate(ranked) if other is face)
+            results.append(AlignResult(warp_quad(image, quad, self.size, self.enable_padding), "ffhq", face, quad,
+                                       faces_found=len(ranked), rank=rank))
+        return results
+
+    def __call__(self, image: np.ndarray, name: str = "<image>") -> AlignResult:
+        return self.align_all(image, name)[0]
 
 
 _NOTICES_SHOWN = set()
