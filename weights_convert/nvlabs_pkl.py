@@ -12,7 +12,10 @@ executed: ``_reconstruct_persistent_obj`` and every class of ``torch_utils.*``,
 records (:class:`~weights_convert.torch_pickle.InertObject`) that keep class
 name and state, and each tensor storage (pickled as
 ``torch.storage._load_from_bytes(legacy torch.save bytes)``) goes through the
-restricted legacy reader of :mod:`weights_convert.torch_pickle`.
+restricted legacy reader of :mod:`weights_convert.torch_pickle`. The inert
+classes are made per file, the storages of all in-pickle streams share one
+decoded-size budget, and the same byte string loaded twice is decoded once
+(a few bytes of references must not trigger gigabytes of decoding).
 
 Public API
 ----------
@@ -33,8 +36,10 @@ import os
 import numpy as np
 
 from .errors import CheckpointError
-from .torch_pickle import (InertObject, Namespace, RestrictedUnpickler, _check_no_object_arrays,
-                           _wrap_errors, detect_format, inert_class, load_legacy_bytes, resolve_tensors)
+from .limits import ByteBudget
+from .safe_unpickle import BoundedReader, InertObject, Namespace, check_structure, inert_class
+from .torch_pickle import (RestrictedUnpickler, _check_no_object_arrays, _wrap_errors, detect_format,
+                           load_legacy_bytes, resolve_tensors)
 
 __all__ = ["load_nvlabs_pkl", "module_state_dict", "NETWORK_KEYS"]
 
@@ -43,27 +48,46 @@ INERT_MODULE_PREFIXES = ("torch_utils", "training", "dnnlib", "torch.nn.modules"
 META_ATTRS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "num_ws")
 
 
-def _reconstruct_persistent_obj(meta):
+def _reconstruct_persistent_obj(meta, classes):
     """Stand-in for torch_utils.persistence._reconstruct_persistent_obj: records only."""
-    if not isinstance(meta, dict) or "class_name" not in meta:
+    if not isinstance(meta, dict) or not isinstance(meta.get("class_name"), str):
         raise ValueError("persistent object without a class name")
-    record = inert_class("<persistent>", str(meta["class_name"]))()
+    record = inert_class("<persistent>", meta["class_name"], classes)()
     record.state = meta.get("state")
-    record.module_src_chars = len(meta.get("module_src") or "")  # kept as a count, never run
+    src = meta.get("module_src")
+    record.module_src_chars = len(src) if isinstance(src, str) else 0  # kept as a count, never run
     return record
 
 
 class NvlabsUnpickler(RestrictedUnpickler):
-    """RestrictedUnpickler plus inert NVlabs classes and in-pickle storages."""
+    """RestrictedUnpickler plus inert NVlabs classes and in-pickle storages.
+
+    ``budget``: the file's :class:`~weights_convert.limits.ByteBudget`, shared by
+    every in-pickle storage stream.
+    """
+
+    def __init__(self, reader, path, budget):
+        super().__init__(reader, path)
+        self._budget = budget
+        self._classes = {}  # (module, name) -> inert class, for this file only
+        self._streams = {}  # id(bytes) -> (bytes, decoded stream)
+
+    def _load_from_bytes(self, data):
+        if id(data) not in self._streams:
+            self._streams[id(data)] = (data, load_legacy_bytes(data, self._path, self._budget))
+        return self._streams[id(data)][1]
+
+    def _reconstruct(self, meta):
+        return _reconstruct_persistent_obj(meta, self._classes)
 
     def extra_global(self, module, name):
         if (module, name) == ("torch_utils.persistence", "_reconstruct_persistent_obj"):
-            return _reconstruct_persistent_obj
+            return self._reconstruct
         if (module, name) in (("torch.storage", "_load_from_bytes"),
                               ("torch.serialization", "_load_from_bytes")):
-            return lambda data: load_legacy_bytes(data, self._path)
+            return self._load_from_bytes
         if any(module == p or module.startswith(p + ".") for p in INERT_MODULE_PREFIXES):
-            return inert_class(module, name)
+            return inert_class(module, name, self._classes)
         return None
 
 
@@ -130,9 +154,12 @@ def load_nvlabs_pkl(path):
         fmt = detect_format(path)
         if fmt != "pickle":
             raise CheckpointError(path, f"a torch.save file ({fmt} format), not an NVlabs network pickle")
+        budget = ByteBudget(path)
         with open(path, "rb") as fh:
-            obj = NvlabsUnpickler(fh, path).load()
-        obj = resolve_tensors(obj)
+            reader = BoundedReader(fh, path, os.fstat(fh.fileno()).st_size)
+            obj = NvlabsUnpickler(reader, path, budget).load()
+        check_structure(obj, path)
+        obj = resolve_tensors(obj, path, ByteBudget(path, budget.limit))
         _check_no_object_arrays(obj, path)
         if not isinstance(obj, dict):
             raise CheckpointError(path, f"top level is {type(obj).__name__}, not a dict of networks")

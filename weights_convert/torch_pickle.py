@@ -2,7 +2,7 @@
 
 Public API
 ----------
-``load_torch_file(path, *, progress=False) -> object``
+``load_torch_file(path, *, progress=False, max_bytes=None) -> object``
     Read a file written by ``torch.save`` in either format:
 
     * zip (torch >= 1.6): ``<prefix>/data.pkl`` + ``<prefix>/data/<key>``
@@ -20,7 +20,8 @@ Public API
     ``types.SimpleNamespace``), ``torch.Size`` as a tuple, ``torch.device`` as
     a string, torch dtypes as :class:`TorchDtype`, numpy scalars/arrays as
     numpy values.
-    ``progress=True`` shows a tqdm bar over the storages of large files.
+    ``progress=True`` shows a tqdm bar over the storages of large files;
+    ``max_bytes`` overrides the decoded-size limit (see Safety).
     Any problem raises :class:`~weights_convert.errors.CheckpointError` whose
     ``str()`` is one line ``"PATH: problem"``.
 
@@ -33,26 +34,37 @@ Public API
 
 Safety
 ------
-Pickles run whatever callables they name. :class:`RestrictedUnpickler`
-resolves a global ONLY from an allow-list (tensor rebuild functions, storage
-types, torch dtypes, OrderedDict, argparse.Namespace as an inert record, a few
-builtins, numpy array/scalar reconstruction with object dtypes refused);
-every other name raises ``CheckpointError("refused to unpickle 'mod.name'
-...")`` before anything executes. Tensor views are bounds-checked against
-their storage. Importers built on this module (``nvlabs_pkl``) extend the
-allow-list through :meth:`RestrictedUnpickler.extra_global`.
+Pickles run whatever callables they name, and may mutate what they can reach.
+:class:`RestrictedUnpickler` is a :class:`~weights_convert.safe_unpickle.SafeUnpickler`
+(see that module): globals resolve ONLY from an allow-list (tensor rebuild
+functions, storage types, torch dtypes, OrderedDict, argparse.Namespace as an
+inert record, a few builtins, numpy array/scalar reconstruction with object
+dtypes refused), data values come back new for every lookup, and the stream
+may only mutate objects it built itself; every other name raises
+``CheckpointError("refused to unpickle 'mod.name' ...")`` before anything
+executes. Sizes are checked before anything is allocated: every length field
+against the bytes left in the file, every storage against its zip member (which
+must be stored uncompressed, as torch.save writes it) or the bytes left in the
+legacy stream, and the decoded total against ``limits.max_total_bytes()``
+(16 GiB, ``$MODIFY_MS_MAX_CHECKPOINT_BYTES``). Cycles, deep nesting and
+reference bombs are refused by ``check_structure``; tensor views are
+bounds-checked against their storage. Importers built on this module
+(``nvlabs_pkl``) extend the allow-list through
+:meth:`RestrictedUnpickler.extra_global`.
 """
-import collections
+import functools
 import io
 import os
 import pickle
 import struct
-import types
 import zipfile
 
 import numpy as np
 
 from .errors import CheckpointError
+from .limits import ByteBudget
+from .safe_unpickle import (BoundedReader, Fresh, InertObject, Marker, Namespace, SafeUnpickler, check_structure,
+                            generic_globals, short_repr)
 
 __all__ = [
     "load_torch_file",
@@ -68,6 +80,7 @@ LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 _LEGACY_MAGIC_PICKLE = pickle.dumps(LEGACY_MAGIC, protocol=2)
 PROGRESS_MIN_BYTES = 32 * 2 ** 20  # files smaller than this never show a bar
+PROBE_BYTES = 64  # detect_format reads at most this much of a pickle (the magic number takes 16)
 
 REFUSED = "this file would run code; only tensors and plain containers are allowed"
 
@@ -96,72 +109,20 @@ def _itemsize(dtype_name):
     return _ITEMSIZE.get(dtype_name) or np.dtype(dtype_name).itemsize
 
 
-# ---------------------------------------------------------------- inert records
-class Namespace(types.SimpleNamespace):
-    """Inert stand-in for ``argparse.Namespace`` (attribute access, no code)."""
+def _decoded_itemsize(dtype_name):
+    return 4 if dtype_name == "bfloat16" else _itemsize(dtype_name)  # bfloat16 is widened
 
 
+# ---------------------------------------------------------------- what the allow-list hands out
 class TorchDtype(str):
-    """A torch dtype named in a pickle, e.g. ``TorchDtype('float32')``."""
-
-
-class InertObject(dict):
-    """Record of an object of a foreign class that must not be imported.
-
-    Subclasses are made per ``module.name`` by :func:`inert_class`; instances
-    keep constructor ``args``, pickled ``state`` and dict items (a dict
-    subclass such as ``dnnlib.EasyDict`` keeps its items as dict items).
-    """
-
-    inert_module = ""
-    inert_name = ""
-    args = ()  # class defaults: NEWOBJ builds instances without calling __init__
-    kwargs = {}
-    state = None
-
-    def __init__(self, *args, **kwargs):
-        super().__init__()
-        self.args = args
-        self.kwargs = kwargs
-        self.state = None
-
-    def __setstate__(self, state):
-        self.state = state
-
-    def __reduce__(self):  # never re-pickle as the original class
-        raise TypeError("inert record")
-
-    @property
-    def class_name(self):
-        return f"{self.inert_module}.{self.inert_name}"
-
-    def __repr__(self):
-        return f"<inert {self.class_name}>"
-
-
-_INERT_CLASSES = {}
-
-
-def inert_class(module, name):
-    """The :class:`InertObject` subclass standing for ``module.name``."""
-    key = (module, name)
-    if key not in _INERT_CLASSES:
-        _INERT_CLASSES[key] = type(
-            str(name), (InertObject,), {"inert_module": module, "inert_name": name}
-        )
-    return _INERT_CLASSES[key]
+    """A torch dtype named in a pickle, e.g. ``TorchDtype('float32')`` (a new one per lookup)."""
 
 
 class _StorageType:
+    """``torch.FloatStorage`` & co. (a new one per lookup: nothing a file does to it outlives it)."""
+
     def __init__(self, dtype_name):
         self.dtype_name = dtype_name
-
-
-class _TypeMarker:
-    """torch.Tensor / torch.nn.Parameter named by ``_rebuild_from_type_v2``."""
-
-    def __init__(self, name):
-        self.name = name
 
 
 class _Storage:
@@ -177,7 +138,13 @@ class _Storage:
 
     @property
     def nbytes(self):
+        """Bytes in the file."""
         return self.numel * _itemsize(self.dtype_name)
+
+    @property
+    def decoded_nbytes(self):
+        """Bytes once decoded (what the size limit counts)."""
+        return self.numel * _decoded_itemsize(self.dtype_name)
 
     def set_bytes(self, raw, byteorder):
         dtype = self.dtype_name
@@ -198,6 +165,18 @@ class _Storage:
         return self.array
 
 
+def _storage_key(key, path):
+    if not isinstance(key, (str, int)) or isinstance(key, bool):
+        raise CheckpointError(path, f"storage key {short_repr(key)} is not a name")
+    return str(key)
+
+
+def _element_count(numel, path, key):
+    if not isinstance(numel, int) or isinstance(numel, bool) or numel < 0:
+        raise CheckpointError(path, f"storage '{key}' declares an invalid size {short_repr(numel)}")
+    return numel
+
+
 class _TensorRef:
     """A tensor whose storage may not be read yet; resolved after loading."""
 
@@ -210,12 +189,13 @@ class _TensorRef:
 
 
 def _as_int_tuple(values, what):
-    try:
-        out = tuple(int(v) for v in values)
-    except (TypeError, ValueError):
-        raise ValueError(f"tensor {what} is not a tuple of ints: {values!r}")
+    if not isinstance(values, (tuple, list)):
+        raise ValueError(f"tensor {what} is not a tuple of ints: {short_repr(values)}")
+    if not all(isinstance(v, int) for v in values):
+        raise ValueError(f"tensor {what} is not a tuple of ints: {short_repr(values)}")
+    out = tuple(int(v) for v in values)
     if any(v < 0 for v in out):
-        raise ValueError(f"tensor {what} has a negative entry: {out}")
+        raise ValueError(f"tensor {what} has a negative entry: {short_repr(out)}")
     return out
 
 
@@ -225,11 +205,10 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *unused, dtype_name=N
     size = _as_int_tuple(size, "size")
     stride = _as_int_tuple(stride, "stride")
     if len(size) != len(stride):
-        raise ValueError(f"tensor size {size} and stride {stride} differ in length")
-    offset = int(storage_offset)
-    if offset < 0:
-        raise ValueError(f"negative storage offset {offset}")
-    return _TensorRef(storage, offset, size, stride, dtype_name)
+        raise ValueError(f"tensor size {short_repr(size)} and stride {short_repr(stride)} differ in length")
+    if not isinstance(storage_offset, int) or storage_offset < 0:
+        raise ValueError(f"invalid storage offset {short_repr(storage_offset)}")
+    return _TensorRef(storage, storage_offset, size, stride, dtype_name)
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
@@ -250,13 +229,13 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=Non
 
 def _rebuild_from_type_v2(func, new_type, args, state):
     if func not in (_rebuild_tensor_v2, _rebuild_tensor, _rebuild_tensor_v3,
-                    _rebuild_parameter) or not isinstance(new_type, _TypeMarker):
+                    _rebuild_parameter) or not isinstance(new_type, Marker) or not isinstance(args, tuple):
         raise ValueError("_rebuild_from_type_v2 of a non-tensor type")
     return func(*args)
 
 
 def _tensor_array(ref):
-    """Bounds-checked numpy view for a resolved :class:`_TensorRef`."""
+    """Bounds-checked numpy view for a resolved :class:`_TensorRef` (allocates nothing)."""
     storage = ref.storage
     data = storage.data()
     if data is None:
@@ -282,127 +261,69 @@ def _tensor_array(ref):
     )
 
 
-# ------------------------------------------------------------ safe numpy pieces
-def _np_dtype(*args):
-    dt = np.dtype(*args)
-    if dt.hasobject:
-        raise ValueError("numpy object dtype refused")
-    return dt
-
-
-def _np_reconstruct(subtype, shape, dtype_code):
-    if subtype is not np.ndarray:
-        raise ValueError("numpy _reconstruct of a non-ndarray type")
-    return np.core.multiarray._reconstruct(np.ndarray, shape, dtype_code)
-
-
-def _np_scalar(dtype, *args):
-    if not isinstance(dtype, np.dtype) or dtype.hasobject:
-        raise ValueError("numpy scalar of an object dtype refused")
-    return np.core.multiarray.scalar(dtype, *args)
-
-
-def _codecs_encode(text, encoding="utf-8", errors="strict"):
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise ValueError("_codecs.encode only rebuilds latin1 byte strings")
-    return text.encode("latin1")
-
-
-def _copyreg_reconstructor(cls, base, state):
-    if not (isinstance(cls, type) and issubclass(cls, (InertObject, Namespace))):
-        raise ValueError("copyreg._reconstructor of a non-inert class")
-    return cls.__new__(cls)
-
-
 def _torch_size(values=()):
-    return tuple(values)
+    return _as_int_tuple(values, "torch.Size")
 
 
 def _torch_device(kind, index=None):
-    return f"{kind}:{index}" if index is not None else str(kind)
+    if not isinstance(kind, str) or not (index is None or isinstance(index, int)):
+        raise ValueError("torch.device of something other than a name and an index")
+    return f"{kind}:{index}" if index is not None else kind
 
 
-def _allowed_globals():
-    table = {}
-    for mod in ("torch._utils",):
-        table[(mod, "_rebuild_tensor")] = _rebuild_tensor
-        table[(mod, "_rebuild_tensor_v2")] = _rebuild_tensor_v2
-        table[(mod, "_rebuild_tensor_v3")] = _rebuild_tensor_v3
-        table[(mod, "_rebuild_parameter")] = _rebuild_parameter
-        table[(mod, "_rebuild_parameter_with_state")] = _rebuild_parameter
+def _torch_globals():
+    """The allow-list: generic pieces plus torch's. ``Fresh`` entries are data values made
+    anew per lookup; functions are only ever called, never mutated (see safe_unpickle)."""
+    table = generic_globals()
+    for name, func in (("_rebuild_tensor", _rebuild_tensor), ("_rebuild_tensor_v2", _rebuild_tensor_v2),
+                       ("_rebuild_tensor_v3", _rebuild_tensor_v3), ("_rebuild_parameter", _rebuild_parameter),
+                       ("_rebuild_parameter_with_state", _rebuild_parameter)):
+        table[("torch._utils", name)] = func
     table[("torch._tensor", "_rebuild_from_type_v2")] = _rebuild_from_type_v2
-    table[("torch", "Tensor")] = _TypeMarker("Tensor")
-    table[("torch.nn.parameter", "Parameter")] = _TypeMarker("Parameter")
+    table[("torch", "Tensor")] = Fresh(functools.partial(Marker, "torch.Tensor"))
+    table[("torch.nn.parameter", "Parameter")] = Fresh(functools.partial(Marker, "torch.nn.Parameter"))
     for name, dtype in _STORAGE_DTYPES.items():
-        table[("torch", name)] = _StorageType(dtype)
-    table[("torch.storage", "UntypedStorage")] = _StorageType("uint8")
-    for name in _DTYPES:
-        table[("torch", name)] = TorchDtype(_DTYPES[name])
+        table[("torch", name)] = Fresh(functools.partial(_StorageType, dtype))
+    table[("torch.storage", "UntypedStorage")] = Fresh(functools.partial(_StorageType, "uint8"))
+    for name, dtype in _DTYPES.items():
+        table[("torch", name)] = Fresh(functools.partial(TorchDtype, dtype))
     table[("torch", "Size")] = _torch_size
     table[("torch", "device")] = _torch_device
-    table[("collections", "OrderedDict")] = collections.OrderedDict
-    table[("argparse", "Namespace")] = Namespace
-    for mod in ("builtins", "__builtin__"):
-        for name, obj in (("set", set), ("frozenset", frozenset), ("slice", slice),
-                          ("complex", complex), ("bytearray", bytearray)):
-            table[(mod, name)] = obj
-    table[("_codecs", "encode")] = _codecs_encode
-    table[("copyreg", "_reconstructor")] = _copyreg_reconstructor
-    table[("numpy", "dtype")] = _np_dtype
-    table[("numpy", "ndarray")] = np.ndarray
-    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        table[(mod, "_reconstruct")] = _np_reconstruct
-        table[(mod, "scalar")] = _np_scalar
     return table
 
 
-_ALLOWED = _allowed_globals()
+class RestrictedUnpickler(SafeUnpickler):
+    """SafeUnpickler over the torch allow-list.
 
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves globals only from the allow-list.
-
-    ``persistent_load`` is a callable (pid -> object) or None (persistent ids
-    refused). Subclasses may override :meth:`extra_global` (return an object
-    for ``module.name`` or None) to allow more names.
+    ``reader`` is a :class:`~weights_convert.safe_unpickle.BoundedReader`;
+    ``persistent_load`` a callable (pid -> object) or None (persistent ids
+    refused). Subclasses may override :meth:`extra_global` (return an entry for
+    ``module.name`` or None) to allow more names.
     """
 
-    def __init__(self, file, path, persistent_load=None):
-        super().__init__(file, encoding="utf-8")
-        self._path = path
-        self._persistent = persistent_load
-
-    def extra_global(self, module, name):
-        return None
-
-    def find_class(self, module, name):
-        obj = _ALLOWED.get((module, name))
-        if obj is None:
-            obj = self.extra_global(module, name)
-        if obj is None:
-            raise CheckpointError(self._path, f"refused to unpickle '{module}.{name}': {REFUSED}")
-        return obj
-
-    def persistent_load(self, pid):
-        if self._persistent is None:
-            raise CheckpointError(self._path, "unexpected persistent id in a plain pickle")
-        return self._persistent(pid)
+    GLOBALS = _torch_globals()
 
 
 # ------------------------------------------------------------------ resolution
-def resolve_tensors(obj):
+def resolve_tensors(obj, path="checkpoint", budget=None):
     """Replace every tensor placeholder inside ``obj`` with its numpy array.
 
     Walks dicts, lists, tuples, sets, Namespaces and InertObjects (their dict
-    items and ``args``/``kwargs``/``state``); shared objects stay shared.
+    items and ``args``/``kwargs``/``state``); shared objects stay shared. The
+    views' logical sizes are charged to ``budget`` (a stride-0 view of one
+    element may claim terabytes, which a consumer would allocate).
+    Run :func:`check_structure` first: this walk recurses.
     """
+    budget = ByteBudget(path) if budget is None else budget
     done = {}
 
     def walk(x):
         if isinstance(x, _TensorRef):
             key = id(x)
             if key not in done:
-                done[key] = (x, _tensor_array(x))
+                array = _tensor_array(x)
+                budget.take(array.nbytes, f"tensor of shape {short_repr(array.shape)}")
+                done[key] = (x, array)
             return done[key][1]
         if isinstance(x, (str, bytes, int, float, complex, type(None), np.ndarray, np.generic)):
             return x
@@ -425,7 +346,7 @@ def resolve_tensors(obj):
             for i, v in enumerate(x):
                 x[i] = walk(v)
         elif isinstance(x, (set, frozenset)):
-            pass  # tensors are unhashable here; sets hold plain values
+            pass  # sets hold plain values only (safe_unpickle.check_plain_key)
         elif isinstance(x, Namespace):
             for k, v in vars(x).items():
                 setattr(x, k, walk(v))
@@ -437,22 +358,19 @@ def resolve_tensors(obj):
 def _check_no_object_arrays(obj, path):
     """Refuse numpy arrays with object dtype anywhere in the result."""
     seen = set()
-
-    def walk(x):
+    todo = [obj]
+    while todo:
+        x = todo.pop()
         if id(x) in seen:
-            return
+            continue
         seen.add(id(x))
         if isinstance(x, np.ndarray):
             if x.dtype.hasobject:
                 raise CheckpointError(path, "numpy array of Python objects refused")
         elif isinstance(x, dict):
-            for v in x.values():
-                walk(v)
+            todo.extend(x.values())
         elif isinstance(x, (list, tuple, set, frozenset)):
-            for v in x:
-                walk(v)
-
-    walk(obj)
+            todo.extend(x)
 
 
 # ------------------------------------------------------------------ the formats
@@ -474,6 +392,17 @@ class _Progress:
             self.bar.close()
 
 
+def _first_pickle_is_legacy_magic(path):
+    """True when the file's first pickle is torch's legacy magic number (read at most PROBE_BYTES)."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        try:
+            first = RestrictedUnpickler(BoundedReader(fh, path, min(size, PROBE_BYTES)), path).load()
+        except Exception:  # whatever it is, it is not the magic number
+            return False
+    return isinstance(first, int) and first == LEGACY_MAGIC
+
+
 def detect_format(path):
     """'zip', 'legacy' or 'pickle' from the first bytes; CheckpointError otherwise."""
     try:
@@ -489,24 +418,55 @@ def detect_format(path):
         return "legacy"
     if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
         # A pickle: legacy torch.save streams start with a pickled magic number.
-        try:
-            with open(path, "rb") as fh:
-                first = RestrictedUnpickler(fh, path).load()
-        except Exception:
-            return "pickle"
-        return "legacy" if first == LEGACY_MAGIC else "pickle"
+        return "legacy" if _first_pickle_is_legacy_magic(path) else "pickle"
     if head[:2] == b"\x1f\x8b":
         raise CheckpointError(path, "gzip-compressed file, not a PyTorch checkpoint")
     raise CheckpointError(path, "not a PyTorch checkpoint (neither a zip archive nor a pickle stream)")
 
 
-def _load_zip(path, progress):
+class _ZipMembers:
+    """The members of a torch.save archive, each checked BEFORE it is read: it must be stored
+    uncompressed (torch.save never compresses) and lie inside the file, so what it declares
+    is what is there and nothing is ever decompressed."""
+
+    LOCAL_HEADER = 30  # fixed part of a zip local file header
+
+    def __init__(self, archive, path):
+        self.archive = archive
+        self.path = path
+        self.infos = {info.filename: info for info in archive.infolist()}
+        self.file_size = os.path.getsize(path)
+
+    def __contains__(self, name):
+        return name in self.infos
+
+    def info(self, name):
+        info = self.infos.get(name)
+        if info is None:
+            raise CheckpointError(self.path, f"storage record '{name}' is missing")
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(self.path, f"zip member '{name}' is compressed; torch.save stores members "
+                                  "uncompressed (refusing to decompress it)")
+        present = self.file_size - info.header_offset - self.LOCAL_HEADER - len(info.filename.encode("utf-8"))
+        if info.file_size != info.compress_size or info.file_size > present:
+            raise CheckpointError(self.path, f"zip member '{name}' declares {info.file_size:,} bytes but the "
+                                  f"file holds at most {max(present, 0):,} after its header (truncated or forged)")
+        return info
+
+    def read(self, name, nbytes=None):
+        info = self.info(name)
+        with self.archive.open(info) as fh:
+            return fh.read(info.file_size if nbytes is None else nbytes)
+
+
+def _load_zip(path, progress, budget):
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as exc:
         raise CheckpointError(path, f"zip archive is truncated or corrupt ({exc})")
     with archive:
-        names = archive.namelist()
+        members = _ZipMembers(archive, path)
+        names = list(members.infos)
         pkls = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
         if not pkls and "data.pkl" in names:
             pkls = ["data.pkl"]
@@ -516,8 +476,8 @@ def _load_zip(path, progress):
             raise CheckpointError(path, "zip archive has no single '<prefix>/data.pkl' record; not a torch.save file")
         prefix = pkls[0][: -len("data.pkl")]
         byteorder = "<"
-        if prefix + "byteorder" in names:
-            order = archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
+        if prefix + "byteorder" in members:
+            order = members.read(prefix + "byteorder", 16).decode("ascii", "replace").strip()
             if order not in ("little", "big"):
                 raise CheckpointError(path, f"unknown byteorder record {order!r}")
             byteorder = "<" if order == "little" else ">"
@@ -525,28 +485,30 @@ def _load_zip(path, progress):
 
         def persistent_load(pid):
             if not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage":
-                raise CheckpointError(path, f"unsupported persistent id {str(pid)[:60]!r}")
+                raise CheckpointError(path, f"unsupported persistent id {short_repr(pid)}")
             _, stype, key, _location, numel = pid[:5]
             if not isinstance(stype, _StorageType):
                 raise CheckpointError(path, "persistent id names no storage type")
-            key = str(key)
+            key = _storage_key(key, path)
             if key not in storages:
-                storages[key] = _Storage(key, stype.dtype_name, numel)
+                storage = _Storage(key, stype.dtype_name, _element_count(numel, path, key))
+                record = f"{prefix}data/{key}"
+                held = members.info(record).file_size
+                if held < storage.nbytes:
+                    raise CheckpointError(path, f"storage record '{record}' holds {held} bytes, "
+                                          f"{storage.nbytes} expected")
+                budget.take(storage.decoded_nbytes, f"storage '{key}'")
+                storages[key] = storage
             return storages[key]
 
-        obj = RestrictedUnpickler(io.BytesIO(archive.read(pkls[0])), path, persistent_load).load()
-        infos = {i.filename: i for i in archive.infolist()}
+        pickle_bytes = members.read(pkls[0])
+        reader = BoundedReader(io.BytesIO(pickle_bytes), path, len(pickle_bytes))
+        obj = RestrictedUnpickler(reader, path, persistent_load).load()
+        check_structure(obj, path)
         bar = _Progress(progress, sum(s.nbytes for s in storages.values()), path)
         try:
             for key, storage in storages.items():
-                record = f"{prefix}data/{key}"
-                if record not in infos:
-                    raise CheckpointError(path, f"storage record '{record}' is missing")
-                if infos[record].file_size < storage.nbytes:
-                    raise CheckpointError(
-                        path, f"storage record '{record}' holds {infos[record].file_size} bytes, "
-                        f"{storage.nbytes} expected")
-                raw = archive.read(record)[: storage.nbytes]
+                raw = members.read(f"{prefix}data/{key}", storage.nbytes)
                 storage.set_bytes(raw, byteorder)
                 bar.update(len(raw))
         finally:
@@ -554,24 +516,17 @@ def _load_zip(path, progress):
     return obj
 
 
-def _read_exact(fh, n, path, what):
-    data = fh.read(n)
-    if len(data) != n:
-        raise CheckpointError(path, f"file is truncated: {what} needs {n} bytes, {len(data)} left")
-    return data
-
-
-def _load_legacy(fh, path, progress=False, total_size=None):
-    """Read one legacy stream from ``fh`` (positioned at its magic number)."""
+def _load_legacy(reader, path, budget, progress=False):
+    """Read one legacy stream from ``reader`` (a BoundedReader positioned at its magic number)."""
     def small_pickle():
-        return RestrictedUnpickler(fh, path).load()
+        return RestrictedUnpickler(reader, path).load()
 
     magic = small_pickle()
-    if magic != LEGACY_MAGIC:
+    if not isinstance(magic, int) or magic != LEGACY_MAGIC:
         raise CheckpointError(path, "wrong magic number; not a PyTorch legacy checkpoint")
     version = small_pickle()
-    if version != LEGACY_PROTOCOL:
-        raise CheckpointError(path, f"unsupported legacy protocol version {version!r}")
+    if not isinstance(version, int) or version != LEGACY_PROTOCOL:
+        raise CheckpointError(path, f"unsupported legacy protocol version {short_repr(version)}")
     sys_info = small_pickle()
     little = True
     if isinstance(sys_info, dict):
@@ -579,45 +534,54 @@ def _load_legacy(fh, path, progress=False, total_size=None):
     byteorder = "<" if little else ">"
     storages = {}
 
+    def root_storage(stype, key, numel):
+        if key not in storages:
+            storage = _Storage(key, stype.dtype_name, _element_count(numel, path, key))
+            # the raw bytes follow the pickles: what is left of the file bounds every storage
+            if storage.nbytes > reader.remaining():
+                raise CheckpointError(path, f"file is truncated: storage '{key}' declares {storage.nbytes:,} "
+                                      f"bytes, {reader.remaining():,} left in the file")
+            budget.take(storage.decoded_nbytes, f"storage '{key}'")
+            storages[key] = storage
+        return storages[key]
+
     def persistent_load(pid):
         if not isinstance(pid, tuple) or not pid:
-            raise CheckpointError(path, f"unsupported persistent id {str(pid)[:60]!r}")
+            raise CheckpointError(path, f"unsupported persistent id {short_repr(pid)}")
         if pid[0] == "module":
             raise CheckpointError(path, f"refused to unpickle a whole nn.Module with source code: {REFUSED}")
         if pid[0] != "storage" or len(pid) < 6:
-            raise CheckpointError(path, f"unsupported persistent id {str(pid)[:60]!r}")
+            raise CheckpointError(path, f"unsupported persistent id {short_repr(pid)}")
         _, stype, root_key, _location, numel, view_metadata = pid[:6]
         if not isinstance(stype, _StorageType):
             raise CheckpointError(path, "persistent id names no storage type")
-        root_key = str(root_key)
-        if root_key not in storages:
-            storages[root_key] = _Storage(root_key, stype.dtype_name, numel)
-        root = storages[root_key]
+        root_key = _storage_key(root_key, path)
+        root = root_storage(stype, root_key, numel)
         if view_metadata is None:
             return root
+        if not (isinstance(view_metadata, tuple) and len(view_metadata) == 3
+                and all(isinstance(v, int) for v in view_metadata[1:])):
+            raise CheckpointError(path, f"storage view {short_repr(view_metadata)} is not (key, offset, size)")
         view_key, offset, view_size = view_metadata
-        if int(offset) < 0 or int(offset) + int(view_size) > root.numel:
-            raise CheckpointError(path, f"storage view '{view_key}' runs past storage '{root_key}'")
-        return _Storage(str(view_key), root.dtype_name, view_size, base=root, offset=offset)
+        if offset < 0 or view_size < 0 or offset + view_size > root.numel:
+            raise CheckpointError(path, f"storage view {short_repr(view_key)} runs past storage '{root_key}'")
+        return _Storage(_storage_key(view_key, path), root.dtype_name, view_size, base=root, offset=offset)
 
-    obj = RestrictedUnpickler(fh, path, persistent_load).load()
+    obj = RestrictedUnpickler(reader, path, persistent_load).load()
     keys = small_pickle()
     if not isinstance(keys, list):
         raise CheckpointError(path, "storage key list is not a list")
+    check_structure(obj, path)
     bar = _Progress(progress, sum(s.nbytes for s in storages.values()), path)
     try:
         for key in keys:
-            storage = storages.get(str(key))
+            storage = storages.get(key) if isinstance(key, str) else None
             if storage is None:
-                raise CheckpointError(path, f"storage key list names unknown storage '{key}'")
-            count = struct.unpack(byteorder + "q", _read_exact(fh, 8, path, f"storage '{key}' size"))[0]
+                raise CheckpointError(path, f"storage key list names unknown storage {short_repr(key)}")
+            count = struct.unpack(byteorder + "q", reader.read(8))[0]
             if count != storage.numel:
                 raise CheckpointError(path, f"storage '{key}' has {count} elements, {storage.numel} expected")
-            if total_size is not None and storage.nbytes > total_size - fh.tell():
-                raise CheckpointError(
-                    path, f"file is truncated: storage '{key}' needs {storage.nbytes} bytes, "
-                    f"{max(total_size - fh.tell(), 0)} left")
-            storage.set_bytes(_read_exact(fh, storage.nbytes, path, f"storage '{key}'"), byteorder)
+            storage.set_bytes(reader.read(storage.nbytes), byteorder)
             bar.update(storage.nbytes)
     finally:
         bar.close()
@@ -627,9 +591,12 @@ def _load_legacy(fh, path, progress=False, total_size=None):
     return obj
 
 
-def load_legacy_bytes(data, path):
+def load_legacy_bytes(data, path, budget=None):
     """Read a legacy stream held in memory (``torch.storage._load_from_bytes``)."""
-    return _load_legacy(io.BytesIO(data), path, total_size=len(data))
+    if not isinstance(data, (bytes, bytearray)):
+        raise CheckpointError(path, "in-pickle storage is not a byte string")
+    budget = ByteBudget(path) if budget is None else budget
+    return _load_legacy(BoundedReader(io.BytesIO(data), path, len(data)), path, budget)
 
 
 def _wrap_errors(path, func):
@@ -649,22 +616,24 @@ def _wrap_errors(path, func):
         raise CheckpointError(path, f"corrupt checkpoint ({type(exc).__name__}: {exc})")
 
 
-def load_torch_file(path, *, progress=False):
+def load_torch_file(path, *, progress=False, max_bytes=None):
     """Read a ``torch.save`` file (zip or legacy) into numpy; see module docstring."""
     path = os.fspath(path)
 
     def load():
+        budget = ByteBudget(path, max_bytes)  # storages; the views get their own of the same size
         fmt = detect_format(path)
         if fmt == "zip":
-            obj = _load_zip(path, progress)
+            obj = _load_zip(path, progress, budget)
         elif fmt == "legacy":
             with open(path, "rb") as fh:
-                obj = _load_legacy(fh, path, progress, total_size=os.fstat(fh.fileno()).st_size)
+                reader = BoundedReader(fh, path, os.fstat(fh.fileno()).st_size)
+                obj = _load_legacy(reader, path, budget, progress)
         else:
             raise CheckpointError(
                 path, "a plain pickle, not a torch.save checkpoint (NVlabs network pickles: "
                 "use weights_convert.nvlabs_pkl)")
-        obj = resolve_tensors(obj)
+        obj = resolve_tensors(obj, path, ByteBudget(path, budget.limit))
         _check_no_object_arrays(obj, path)
         return obj
 
