@@ -20,13 +20,22 @@ Subcommands
 ``lpips DST --net alex|vgg --lin LIN.pth --backbone TORCHVISION.pth``
     LPIPS v0.1 linear layers (lpips or pSp layout) + torchvision ImageNet weights.
 
+Every subcommand takes ``--max-bytes SIZE`` (e.g. ``32G``): the most decoded
+tensor data one input file may hold (default 16 GiB or
+``$MODIFY_MS_MAX_CHECKPOINT_BYTES``).
+
 Adding an importer: put a module in :data:`IMPORTERS` (subcommand -> module
 name). The module provides ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int`` (exit code), and may provide
-``detect_layout(state_dict) -> str | None`` for ``inspect``.
+``detect_layout(state_dict) -> str | None`` for ``inspect``. Its input files are
+the arguments named in :data:`INPUT_ARGS`, its output the ``dst`` argument
+(written with ``DST.json`` beside it).
 
-Errors (unreadable file, keys that do not map, bad arguments) are printed as
-ONE line on stderr, exit code 2, no traceback.
+Before anything is read, DST is checked: not a folder, not under a file, not
+one of the inputs (nor DST.json); a missing folder above DST is created when
+the output is written. Errors (unreadable file, keys that do not map, bad
+arguments or paths) are printed as ONE line ``error: <file>: <problem>`` on
+stderr, exit code 2, no traceback.
 """
 import argparse
 import importlib
@@ -46,6 +55,9 @@ IMPORTERS = {
 }
 
 MANIFESTS_ENV = "MODIFY_MS_KEY_MANIFESTS"  # optional path to checkpoint_key_manifests.json
+INPUT_ARGS = ("file", "src", "lin", "backbone")  # argument names that are input files
+OUTPUT_ARG = "dst"
+SIDECAR_SUFFIX = ".json"  # save_ms_checkpoint writes DST and DST.json
 
 
 def _manifests():
@@ -145,33 +157,93 @@ def cmd_inspect(args):
     return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``error:`` line (exit code 2) like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
+def _size_argument(text):
+    from .limits import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m weights_convert", description=__doc__.split("\n\n")[0])
+    parser = _OneLineParser(prog="python -m weights_convert", description=__doc__.split("\n\n")[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--max-bytes", type=_size_argument, default=None, metavar="SIZE",
+                        help="most decoded tensor data one input file may hold, e.g. 512M, 32G "
+                             "(default: $MODIFY_MS_MAX_CHECKPOINT_BYTES or 16G)")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("inspect", help="show format, keys and detected layout of a checkpoint")
+    p = sub.add_parser("inspect", parents=[common], help="show format, keys and detected layout of a checkpoint")
     p.add_argument("file")
     p.set_defaults(func=cmd_inspect)
     for name, module_name in IMPORTERS.items():
         module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=module.HELP)
+        p = sub.add_parser(name, parents=[common], help=module.HELP)
         module.add_arguments(p)
         p.set_defaults(func=module.run)
     return parser
 
 
+def _paths_module():
+    """modify_ms.utils.paths. Importing it first fails (modify_ms.data and utils.paths import
+    each other); importing modify_ms.data first resolves the cycle."""
+    import modify_ms.data  # noqa: F401
+    from modify_ms.utils import paths
+
+    return paths
+
+
+def check_paths(args):
+    """Refuse an output that is a folder, lies under a file, or would replace an input
+    (DST or its DST.json sidecar), before anything is read or written."""
+    check_output_file = _paths_module().check_output_file
+    dst = getattr(args, OUTPUT_ARG, None)
+    if dst is None:
+        return
+    inputs = [getattr(args, name) for name in INPUT_ARGS if getattr(args, name, None)]
+    for output in (dst, dst + SIDECAR_SUFFIX):
+        check_output_file(output, inputs, image=False)
+
+
+def _run(args):
+    from .limits import limit_total_bytes
+
+    check_paths(args)
+    if args.max_bytes is None:
+        return args.func(args)
+    with limit_total_bytes(args.max_bytes):
+        return args.func(args)
+
+
 def main(argv=None):
+    OutputPathError = _paths_module().OutputPathError
     from .errors import CheckpointError, MappingError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
-    except (CheckpointError, MappingError) as exc:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error already printed as one line (2)
+        return int(exc.code or 0)
+    try:
+        return int(_run(args) or 0)
+    except (CheckpointError, MappingError, OutputPathError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except OSError as exc:  # writing the output: permissions, full disk
+        where = exc.filename or getattr(args, OUTPUT_ARG, None) or args.command
+        print(f"error: {where}: {exc.strerror or exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        return 2
+    except Exception as exc:  # a bug, still one line: the contract is no traceback
+        text = " ".join(str(exc).split())[:300]
+        print(f"error: {args.command}: internal error ({type(exc).__name__}: {text}); please report it",
+              file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

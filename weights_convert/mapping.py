@@ -199,9 +199,15 @@ def load_into(cell, params, source_name="params"):
 
 
 def _atomic_target(path):
+    """The output's folder, created if missing (the temporary file must live in it, so that
+    the final os.replace is a rename on one file system)."""
     directory = os.path.dirname(os.path.abspath(path)) or "."
-    if not os.path.isdir(directory):
-        raise CheckpointError(path, f"output directory {directory} does not exist")
+    if os.path.isdir(path):
+        raise CheckpointError(path, "is a folder; give a file name")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(path, f"cannot create the output folder {directory} ({exc.strerror or exc})")
     return directory
 
 
