@@ -14,13 +14,16 @@ import os
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
 from modify_ms.data import align as align_mod
-from modify_ms.data.align import (Aligner, AlignUnavailableError, FaceDetector, NoFaceError, dlib_available,
-                                  find_landmark_model)
-from modify_ms.data.builtin import (ASTRONAUT_QUAD, GRACE_HOPPER_QUAD, astronaut_photo, grace_hopper_photo)
+from modify_ms.data.align import (AlignError, Aligner, AlignUnavailableError, Face, FaceDetector, NoFaceError,
+                                  dlib_available, find_landmark_model, parse_face_choice, rank_faces, resize_image,
+                                  select_faces)
+from modify_ms.data.builtin import (ASTRONAUT_QUAD, GRACE_HOPPER_QUAD, astronaut_photo, grace_hopper_photo,
+                                    lfw_faces)
 from modify_ms.data.imageio import ImageReadError, read_image, save_image_atomic
 from modify_ms.data.prepare import load_photo
 
@@ -80,13 +83,15 @@ def test_astronaut_aligns_to_ffhq_eye_positions(aligner, detector):
 @needs_dlib
 def test_astronaut_mission_patch_is_not_chosen(aligner, detector):
     photo = astronaut_photo()
-    faces = detector.detect(photo)
-    # the detector does fire low on the suit (the mission patch), so the choice matters
-    assert any(face.rect[1] > 300 for face in faces)
-    chosen = aligner(photo, "astronaut").face
-    assert chosen.score == max(face.score for face in faces)
-    left, top, right, bottom = chosen.rect
+    faces = detector.find_faces(photo)
+    # the detector fires above its threshold on the suit (the mission patch, about as large
+    # as the head), so the choice matters
+    patch = [face for face in faces if face.rect[1] > 300]
+    assert patch and abs(patch[0].side - faces[0].side) < 0.2 * faces[0].side
+    result = aligner(photo, "astronaut")
+    left, top, right, bottom = result.face.rect
     assert 150 < (left + right) / 2 < 290 and 50 < (top + bottom) / 2 < 200  # the head, not the patch
+    assert result.rank == 0 and result.faces_found == len(faces) >= 2
 
 
 @needs_dlib
@@ -196,3 +201,146 @@ def test_align_faces_tool_on_a_folder(tmp_path):
     assert sorted(os.listdir(out)) == ["align_skipped.tsv", "astronaut.png"]  # no temp files left
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert "0 aligned (ffhq), 1 already done" in rerun.stdout
+
+
+# ----------------------------------------------------------------------------- which face
+
+def _face(left, top, side, score):
+    return Face((left, top, left + side, top + side), score)
+
+
+def test_main_face_is_the_large_central_one_not_the_best_scored():
+    """prominence() on hand-made detections (no dlib): size first, then centre, then score."""
+    w, h = 640, 480
+    big_off_centre = _face(20, 20, 200, 0.1)  # large subject standing left, weak detection
+    small_sharp = _face(300, 220, 60, 2.5)  # small frontal face in the middle, strong detection
+    assert rank_faces([small_sharp, big_off_centre], w, h)[0] is big_off_centre
+    corner, central = _face(0, 0, 100, 1.0), _face(270, 190, 100, 1.0)  # same size: the central one
+    assert rank_faces([corner, central], w, h)[0] is central
+    weak, strong = _face(100, 190, 100, 0.2), _face(440, 190, 100, 0.9)  # mirror positions: the score decides
+    assert rank_faces([weak, strong], w, h)[0] is strong
+    ranked = rank_faces([small_sharp, big_off_centre], w, h)
+    assert select_faces(ranked, "largest") == [big_off_centre]
+    assert select_faces(ranked, "best") == [small_sharp]
+    assert select_faces(ranked, "all") == [big_off_centre, small_sharp]
+    assert select_faces(ranked, 1) == [small_sharp]
+    with pytest.raises(AlignError, match=r"group.png: face 2 asked for, but only 2 face\(s\) found"):
+        select_faces(ranked, 2, "group.png")
+    assert [parse_face_choice(t) for t in ("largest", "BEST", "all", "0", "3")] == ["largest", "best", "all", 0, 3]
+    for bad in ("biggest", "-1", "1.5", ""):
+        with pytest.raises(ValueError, match="face choice must be one of"):
+            parse_face_choice(bad)
+
+
+def _group_photo():
+    """The astronaut's head pasted large in the middle, Grace Hopper small in a corner, on
+    a plain background. dlib scores the small face higher (checked in the test)."""
+    canvas = np.full((420, 640, 3), 200, np.uint8)
+    canvas[30:390, 130:490] = resize_image(astronaut_photo()[20:260, 100:340], 360, 360)
+    canvas[20:120, 520:620] = resize_image(grace_hopper_photo()[60:460, 70:470], 100, 100)
+    return canvas
+
+
+BIG_REGION, SMALL_REGION = (130, 30, 490, 390), (520, 20, 620, 120)  # left, top, right, bottom
+
+
+def _centre_in(face, region):
+    cx, cy = (face.rect[0] + face.rect[2]) / 2, (face.rect[1] + face.rect[3]) / 2
+    return region[0] <= cx <= region[2] and region[1] <= cy <= region[3]
+
+
+def _closer_to(image, same, other):
+    """The aligned crop resembles ``same`` (the photo it came from, aligned alone) more than ``other``."""
+    def mse(a, b):
+        return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+
+    return mse(image, same) < 0.5 * mse(image, other)
+
+
+@pytest.fixture(scope="module")
+def alone():
+    return {"astronaut": Aligner(SIZE, "dlib")(astronaut_photo()).image,
+            "grace": Aligner(SIZE, "dlib")(grace_hopper_photo()).image}
+
+
+@needs_dlib
+def test_group_photo_keeps_the_larger_face(detector, alone):
+    group = _group_photo()
+    faces = detector.find_faces(group)
+    assert len(faces) == 2
+    big = next(f for f in faces if _centre_in(f, BIG_REGION))
+    small = next(f for f in faces if _centre_in(f, SMALL_REGION))
+    assert small.score > big.score and small.side < big.side / 2  # keeping the best score would be wrong
+    main = Aligner(SIZE, "dlib")(group, "group")
+    assert _centre_in(main.face, BIG_REGION) and main.rank == 0 and main.faces_found == 2
+    assert _closer_to(main.image, alone["astronaut"], alone["grace"])
+    best = Aligner(SIZE, "dlib", face="best")(group, "group")
+    assert _centre_in(best.face, SMALL_REGION) and best.rank == 1
+    assert _closer_to(best.image, alone["grace"], alone["astronaut"])
+    assert _centre_in(Aligner(SIZE, "dlib", face=1)(group).face, SMALL_REGION)
+    with pytest.raises(AlignError, match="face 2 asked for"):
+        Aligner(SIZE, "dlib", face=2)(group, "group")
+
+
+@needs_dlib
+def test_face_all_writes_one_crop_per_face(tmp_path, alone):
+    save_image_atomic(str(tmp_path / "in" / "group.png"), _group_photo())
+    out = tmp_path / "out"
+    cmd = [sys.executable, os.path.join(REPO, "tools", "align_faces.py"), "in", "out", "--size", str(SIZE),
+           "--workers", "1", "--quiet", "--face", "all"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": REPO})
+    assert run.returncode == 0, run.stderr
+    assert sorted(os.listdir(out)) == ["group_face0.png", "group_face1.png"]
+    assert "1 aligned (ffhq) (2 face crops)" in run.stdout
+    assert "in/group.png: 2 faces written: face0 " in run.stdout and "score" in run.stdout
+    assert _closer_to(read_image(str(out / "group_face0.png")), alone["astronaut"], alone["grace"])
+    assert _closer_to(read_image(str(out / "group_face1.png")), alone["grace"], alone["astronaut"])
+    default = subprocess.run(cmd[:-2] + ["--overwrite"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                             env={**os.environ, "PYTHONPATH": REPO})
+    assert default.returncode == 0, default.stderr
+    assert "in/group.png: kept face 0 of 2 (--face all or --face N for the others)" in default.stdout
+    assert _closer_to(read_image(str(out / "group.png")), alone["astronaut"], alone["grace"])
+
+
+# ----------------------------------------------------------------------------- retries
+
+def _gray(image):
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def _small_gray_print():
+    """The astronaut as a 128 px grayscale print: her face is about 22 px."""
+    return _gray(resize_image(astronaut_photo(), 128, 128))
+
+
+def _lfw_face():
+    """A real 25 x 25 LFW face (grayscale, skimage) with a 20 px border of its edge colours."""
+    face = np.repeat(lfw_faces()[0][:, :, None], 3, axis=2)
+    return np.pad(face, ((20, 20), (20, 20), (0, 0)), mode="edge")
+
+
+def _faded_print():
+    """Grace Hopper's large face (about 200 px) as a faded, soft grayscale print: contrast
+    cut to 10 %, blurred, with a little grain (fixed seed)."""
+    gray = cv2.cvtColor(grace_hopper_photo(), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gray = cv2.GaussianBlur(128 + (gray - 128) * 0.1, (0, 0), 3)
+    gray += np.random.default_rng(0).normal(0, 4, gray.shape)
+    return np.repeat(np.clip(gray, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+
+
+@needs_dlib
+@pytest.mark.parametrize("make, found_by, min_side", [
+    (_small_gray_print, "after upsampling 4x", 15),
+    (_lfw_face, "after upsampling 4x", 15),
+    (_faded_print, "contrast equalisation", 150),
+], ids=["small-gray-print", "lfw-25px", "faded-large-face"])
+def test_faces_found_only_by_a_retry(make, found_by, min_side):
+    photo = make()
+    with pytest.raises(NoFaceError, match="no face found"):
+        FaceDetector(retry=False).find_faces(photo, "old photo")  # the first pass alone misses it
+    result = Aligner(64, "dlib")(photo, "old photo")
+    assert result.method == "ffhq" and result.image.shape == (64, 64, 3)
+    assert found_by in result.face.found_by and result.face.side >= min_side
+    assert found_by in result.face.describe()

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import sys
 import tempfile
 
@@ -40,7 +39,7 @@ if __package__ in (None, ""):  # run as a script from a checkout
 from modify_ms.cli import ToolParser  # noqa: E402
 from modify_ms.data.align import ALIGN_MODES, FACE_CHOICES, parse_face_choice  # noqa: E402
 from modify_ms.data.imageio import InputError, write_bytes_atomic  # noqa: E402
-from modify_ms.data.prepare import align_source  # noqa: E402
+from modify_ms.data.prepare import align_source, printable  # noqa: E402
 from modify_ms.data.sources import DataSourceError, FileSource, ZipSource, open_source  # noqa: E402
 from modify_ms.utils.paths import OutputPathError, check_output_dir, unique_stems  # noqa: E402
 
@@ -72,7 +71,7 @@ def parse_args(argv=None):
     parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     parser.add_argument(ALLOW_FLAG, dest="allow_output_in_input", action="store_true",
                         help="allow OUT_DIR inside (or equal to) the input folder; inputs are still never "
-                             "overwritten and files under OUT_DIR are not read as inputs")
+                             "overwritten, and files under an OUT_DIR inside it are not read as inputs")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if not 8 <= args.size <= 4096:
@@ -118,8 +117,8 @@ def _real(path: str) -> str:
 def drop_own_outputs(source, in_path: str, out_dir: str):
     """With OUT_DIR inside the input folder (allowed by the flag), files under OUT_DIR are
     this tool's outputs: never read them back as inputs. Returns (source, count left out)."""
-    if not (isinstance(source, FileSource) and os.path.isdir(in_path)):
-        return source, 0
+    if not (isinstance(source, FileSource) and os.path.isdir(in_path)) or _real(out_dir) == _real(in_path):
+        return source, 0  # OUT_DIR equal to the input folder: every file is an input
     prefix = _real(out_dir).rstrip(os.sep) + os.sep
     keep = [i for i, name in enumerate(source.names) if not _real(name).startswith(prefix)]
     return (source.subset(keep), len(source) - len(keep)) if len(keep) < len(source) else (source, 0)
@@ -170,21 +169,9 @@ def ensure_out_dir(out_dir: str) -> None:
 
 # ----------------------------------------------------------------------------- reporting
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def printable(text: str, keep_newlines: bool = True) -> str:
-    """Names come from the user's files: undecodable bytes and control characters (tabs,
-    newlines, escapes) are shown escaped so each entry stays one line of one field."""
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    if not keep_newlines:
-        text = text.replace("\n", "\\n").replace("\t", "\\t")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
 def write_skipped_report(out_dir: str, skipped) -> str:
     report = os.path.join(out_dir, SKIPPED_REPORT)
-    rows = "".join(f"{printable(name, False)}\t{printable(reason, False)}\n" for name, reason in skipped)
+    rows = "".join(f"{printable(name)}\t{printable(reason)}\n" for name, reason in skipped)
     write_bytes_atomic(report, ("input\treason\n" + rows).encode("utf-8"))
     return report
 
@@ -194,7 +181,7 @@ def print_renames(renames, limit: int = 50) -> None:
         return
     print(f"{len(renames)} outputs renamed because another input has the same name:")
     for name, new in renames[:limit]:
-        print(printable(f"  {name} -> {new}", False))
+        print(f"  {printable(name)} -> {printable(new)}")
     if len(renames) > limit:
         print(f"  ... and {len(renames) - limit} more renamed")
 
@@ -214,14 +201,14 @@ def run(args) -> int:
                               min_score=args.min_score, overwrite=args.overwrite, progress=not args.quiet,
                               no_face="center" if args.no_face == "center" else "error", face=args.face,
                               protect=protected_inputs(args.in_path, source))
-    print(printable(summary.text(limit=50)))
+    print(summary.text(limit=50))
     print_renames(renames)
     if own:
-        print(f"{own} files under {printable(args.out_dir, False)} not read as inputs (earlier outputs)")
+        print(f"{own} files under {printable(args.out_dir)} not read as inputs (earlier outputs)")
     if source.ignored:
         print(f"{source.ignored} files without an image extension ignored")
     if summary.skipped:
-        print(f"skipped files listed in {printable(write_skipped_report(args.out_dir, summary.skipped), False)}")
+        print(f"skipped files listed in {printable(write_skipped_report(args.out_dir, summary.skipped))}")
     return 0 if summary.aligned + summary.existing > 0 else 1
 
 
@@ -230,7 +217,7 @@ def main(argv=None) -> int:
     try:
         return run(args)
     except (DataSourceError, OutputPathError, InputError) as exc:  # InputError: AlignUnavailableError too
-        print(f"error: {printable(str(exc), False)}", file=sys.stderr)
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -21,6 +21,14 @@ bilinear QUAD transform followed by a downsample, the crop is area-resampled so 
 quad matches the output size and then rotated with a bicubic affine warp (same
 geometry, ~20x less work, deterministic).
 
+Which face: detections reaching ``min_score`` are ranked main face first by
+``prominence`` (size, then closeness to the centre, then score), because dlib's score
+favours small frontal faces and a group photo's background face often outscores the
+subject. ``Aligner(face=...)`` keeps the main face ('largest', default), the best score
+('best'), face number N, or every face ('all'). When no face is found, detection is
+retried with one more upsampling (small faces) and with the contrast equalised (faded
+prints) before ``NoFaceError``.
+
 dlib is optional (``pip install .[align]``): its 68-point model file is found
 through ``importlib.util.find_spec('face_recognition_models')`` without importing
 that package. Without dlib, ``mode='auto'`` falls back to a centre crop with a

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -71,9 +72,29 @@ class AlignSummary:
         crops = f" ({self.crops} face crops)" if self.crops > self.aligned else ""
         lines = [f"{self.aligned} aligned ({self.method}){crops}{no_face}, {self.existing} already done, "
                  f"{len(self.skipped)} skipped of {self.total} in {self.seconds:.1f} s"]
-        lines += _limited([f"  skipped {name}: {reason}" for name, reason in self.skipped], limit, "skipped")
-        lines += _limited([f"  {name}: {note}" for name, note in self.notes], limit, "with several faces or a retry")
+        lines += _limited([f"  skipped {printable(name)}: {printable(reason)}" for name, reason in self.skipped],
+                          limit, "skipped")
+        lines += _limited([f"  {printable(name)}: {note}" for name, note in self.notes], limit,
+                          "with several faces or a retry")
         return "\n".join(lines)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """A name from the user's files as one printable line: bytes that are not UTF-8 and
+    control characters (tabs, newlines, terminal escapes) are shown escaped."""
+    try:
+        text = os.fsencode(text).decode("utf-8", "backslashreplace")  # undecodable name bytes -> \xe9
+    except UnicodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match) -> str:
+    char = match.group()
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char, f"\\x{ord(char):02x}")
 
 
 def _limited(lines: List[str], limit: int, what: str) -> List[str]:
