@@ -126,13 +126,13 @@ def drop_own_outputs(source, in_path: str, out_dir: str):
 
 def plan_outputs(source, out_dir: str, ext: str):
     """One output path per image, from its clean relative name with the extension replaced,
-    made unique (first in sorted order keeps the name). Returns (source, paths, renames);
+    made unique (first in sorted order keeps the name). Returns (source, paths, renames:
+    (input, new stem) for each input that could not keep its own name);
     images whose output would leave OUT_DIR through a symbolic link are moved to the
     source's skipped list."""
     stem_of = lambda rel: os.path.splitext(rel)[0]  # noqa: E731
     stems, _ = unique_stems(source.rel_names, stem_of=stem_of)
-    renames = [(source.names[i], f"{stem}.{ext}") for i, stem in enumerate(stems)
-               if stem != stem_of(source.rel_names[i])]
+    renames = [(source.names[i], stem) for i, stem in enumerate(stems) if stem != stem_of(source.rel_names[i])]
     root = _real(out_dir)
     keep, paths, skipped = [], [], []
     for index, stem in enumerate(stems):
@@ -176,12 +176,14 @@ def write_skipped_report(out_dir: str, skipped) -> str:
     return report
 
 
-def print_renames(renames, limit: int = 50) -> None:
+def print_renames(renames, ext: str, all_faces: bool, limit: int = 50) -> None:
+    """``renames``: (input, new output stem) pairs from plan_outputs."""
     if not renames:
         return
     print(f"{len(renames)} outputs renamed because another input has the same name:")
-    for name, new in renames[:limit]:
-        print(f"  {printable(name)} -> {printable(new)}")
+    suffix = f"_face<k>.{ext}" if all_faces else f".{ext}"
+    for name, stem in renames[:limit]:
+        print(f"  {printable(name)} -> {printable(stem + suffix)}")
     if len(renames) > limit:
         print(f"  ... and {len(renames) - limit} more renamed")
 
@@ -202,7 +204,7 @@ def run(args) -> int:
                               no_face="center" if args.no_face == "center" else "error", face=args.face,
                               protect=protected_inputs(args.in_path, source))
     print(summary.text(limit=50))
-    print_renames(renames)
+    print_renames(renames, args.ext, args.face == "all")
     if own:
         print(f"{own} files under {printable(args.out_dir)} not read as inputs (earlier outputs)")
     if source.ignored:
@@ -218,6 +220,10 @@ def main(argv=None) -> int:
         return run(args)
     except (DataSourceError, OutputPathError, InputError) as exc:  # InputError: AlignUnavailableError too
         print(f"error: {printable(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. the disk filling up while the report is written
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {printable(where + (exc.strerror or str(exc)))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

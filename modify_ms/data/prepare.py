@@ -206,7 +206,9 @@ def align_source(source: ImageSource, size: int, mode: str = "auto", out_paths: 
     start = time.time()
     probe = Aligner(size, mode, min_score=min_score, notice=notice, face=face)  # resolves 'auto', checks face
     resolved = probe.mode
-    summary = AlignSummary(total=len(source), method="ffhq" if probe.uses_dlib else "center-crop")
+    # entries the source skipped already (unsafe archive names, missing list entries) count too:
+    # 'N skipped of TOTAL' covers every entry the user gave
+    summary = AlignSummary(total=len(source) + len(source.skipped), method="ffhq" if probe.uses_dlib else "center-crop")
     if out_paths is not None and len(out_paths) != len(source):
         raise ValueError("align_source: one output path per image is needed")
     initargs = (source, size, resolved, min_score, out_paths, overwrite, no_face, face,
