@@ -20,26 +20,34 @@ class ToolParser(argparse.ArgumentParser):
         os._exit(2)
 
 
+def one_line(exc):
+    """The message of a user error on one line (a file name or a reason may hold line breaks)."""
+    return " ".join(str(exc).split())
+
+
 def run_main(main):
     """Run ``main()``; a user error becomes one line on stderr with exit code 2, and the
     process leaves via os._exit so MindSpore's exit-time ``Cell.__del__`` noise never shows."""
     from .config import ConfigError
     from .data.imageio import InputError
     from .data.sources import DataSourceError
+    from .train.checks import WeightsMissingError
     from .utils.checkpoint import CheckpointFileError
     from .utils.paths import OutputPathError
 
-    user_errors = (ConfigError, InputError, DataSourceError, CheckpointFileError, OutputPathError, FileNotFoundError)
-    try:
-        from .train.common import WeightsMissingError
-        user_errors += (WeightsMissingError,)
-    except ImportError:
-        pass
+    user_errors = (ConfigError, InputError, DataSourceError, CheckpointFileError, OutputPathError, FileNotFoundError,
+                   WeightsMissingError)
     code = 0
     try:
         code = main() or 0
     except user_errors as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        code = 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a file the user named: a bug, keep the traceback
+            raise
+        # a folder without write permission, a full disk, a path through a file...
+        print(f"error: {exc.filename}: {exc.strerror or type(exc).__name__}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -199,3 +199,49 @@ def test_align_pre_pass_uses_the_cache(tmp_path):
     logs.clear()
     build_dataset(cfg, log=logs.append)
     assert any("0 aligned (ffhq), 2 already done" in line for line in logs)
+
+
+def _truncate(path, keep=0.5):
+    data = open(path, "rb").read()
+    with open(path, "wb") as fh:
+        fh.write(data[: int(len(data) * keep)])
+
+
+def test_an_image_unreadable_mid_run_is_replaced_by_the_next_and_reported(tmp_path):
+    """A truncated file passes the default header check; the worker that meets it uses the next
+    readable image (static batches, same order every run) and the main process logs it once."""
+    folder = tmp_path / "flat"
+    for i in range(6):
+        save_image_atomic(str(folder / f"img_{i:02d}.png"), np.full((20, 24, 3), 20 * i + 10, np.uint8))
+    _truncate(str(folder / "img_02.png"))
+    cfg = _cfg(folder, shuffle=False, flip=False, resampled_real=True, batch_size=3, multiprocessing=True)
+    runs = []
+    for _ in range(2):
+        logs = []
+        pipe = build_dataset(cfg, log=logs.append)
+        assert len(pipe.source) == 6 and not pipe.skipped  # the header check let it through
+        it = pipe.dataset.create_tuple_iterator(output_numpy=True, num_epochs=2)
+        epochs = [[pipe.arrays(batch) for batch in it] for _ in range(2)]
+        runs.append((epochs, logs, pipe.skips))
+    (epochs, logs, skips), (again, _, _) = runs
+    for epoch in epochs:
+        assert [i for image, _ in epoch for i in _index_of(image)] == [0, 1, 3, 3, 4, 5]
+        assert all(image.shape == real.shape == (3, 3, 16, 16) for image, real in epoch)
+        assert 2 not in [i for _, real in epoch for i in _index_of(real)]
+    for ep_a, ep_b in zip(epochs, again):
+        for a, b in zip(ep_a, ep_b):
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])
+    noted = [line for line in logs if "img_02.png" in line]
+    assert len(noted) == 1 and "truncated" in noted[0], logs  # once, with its reason, over two epochs
+    assert list(skips.reasons) == [2] and skips.replaced >= 2
+    assert "1 unreadable images skipped" in skips.summary() and "img_02.png" in skips.summary()
+
+
+def test_data_with_no_readable_image_stops_with_one_line(tmp_path):
+    folder = tmp_path / "broken"
+    for i in range(2):
+        save_image_atomic(str(folder / f"img_{i}.png"), np.full((20, 24, 3), 50, np.uint8))
+        _truncate(str(folder / f"img_{i}.png"))
+    with pytest.raises(DataSourceError, match="none of the 2 images can be decoded .first: .*img_0.png"):
+        build_dataset(_cfg(folder, batch_size=1), log=lambda _t: None)

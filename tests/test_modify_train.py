@@ -56,7 +56,7 @@ def stage1(tmp_path_factory):
     from modify_ms.data.dataset import build_dataset
 
     pipeline = build_dataset(cfg.data, log=lambda _m: None)
-    batches = list(pipeline.dataset.create_tuple_iterator(output_numpy=True, num_epochs=1))
+    batches = [pipeline.arrays(b) for b in pipeline.dataset.create_tuple_iterator(output_numpy=True, num_epochs=1)]
     nets = {"encoder": trainer.nets.encoder, "decoder": trainer.nets.decoder, "remap": trainer.nets.remap_net,
             "discriminator": trainer.nets.discriminator}
     records, changes = [], []

@@ -14,6 +14,16 @@ the image, flip of y'); the y' index is ``(index + offset) % n`` with
 
 Shards (``num_shards``, ``shard_id``) take disjoint, equally long strided slices of
 the same per-epoch permutation.
+
+A file that cannot be decoded when a worker reads it (a truncated JPEG passes the
+default header check) must not kill the run from inside the worker: the worker
+substitutes the next readable image in index order (deterministic, so batch shapes
+stay static and runs reproducible) and reports what it skipped in one extra column,
+``skipped``: per stream (image, y'), the requested index and how many unreadable
+images were passed over. ``DataPipeline.arrays(batch)`` strips that column and feeds
+``SkipLog``, which logs each bad file once, with its reason, in the main process and
+summarises them at the end. ``build_dataset`` first decodes images in order until one
+works, so a data set with no readable image stops there with one line.
 """
 from __future__ import annotations
 
@@ -81,11 +91,16 @@ class EpochSampler(msds.Sampler):
         return iter(keys)
 
 
+SKIP_COLUMN = "skipped"
+
+
 class ImageDataset:
-    """Random-access source for ``GeneratorDataset``: key -> float32 CHW arrays in [-1, 1]."""
+    """Random-access source for ``GeneratorDataset``: key -> float32 CHW arrays in [-1, 1]
+    per stream, then the ``skipped`` report (streams, 2) int64: [requested index, images skipped]."""
 
     def __init__(self, source: ImageSource, size: int, crop: str = "center", resampled_real: bool = False):
         self.source, self.size, self.crop, self.resampled_real = source, size, crop, resampled_real
+        self._unreadable = set()  # per worker: indices that failed once are not decoded again
 
     def __len__(self) -> int:
         return len(self.source)
@@ -96,25 +111,94 @@ class ImageDataset:
             img = img[:, ::-1]
         return to_model_array(img)
 
+    def usable_image(self, index: int, flip: int) -> Tuple[np.ndarray, int]:
+        """(image of the first readable index from ``index`` on, number of unreadable ones passed over).
+        All n unreadable (files damaged after the start): zeros and n, which SkipLog turns into an error."""
+        n = len(self.source)
+        for step in range(n):
+            i = (index + step) % n
+            if i in self._unreadable:
+                continue
+            try:
+                return self.image(i, flip), step
+            except InputError:
+                self._unreadable.add(i)
+        return np.zeros((3, self.size, self.size), np.float32), n
+
     def __getitem__(self, key):
         index, real_index, flip_image, flip_real = decode_key(key, len(self.source))
-        image = self.image(index, flip_image)
+        image, skipped = self.usable_image(index, flip_image)
+        report = [[index, skipped]]
         if not self.resampled_real:
-            return (image,)
-        return image, self.image(real_index, flip_real)
+            return image, np.array(report, np.int64)
+        real, real_skipped = self.usable_image(real_index, flip_real)
+        report.append([real_index, real_skipped])
+        return image, real, np.array(report, np.int64)
+
+
+class SkipLog:
+    """Unreadable images met while iterating: each logged once with its reason, counted, summarised."""
+
+    def __init__(self, source: ImageSource, where: str, log: Callable[[str], None]):
+        self.source, self.where, self.log = source, where, log
+        self.reasons = {}  # index -> reason, in the order found
+        self.replaced = 0  # samples that got a substitute image
+
+    def note(self, index: int, reason: str) -> None:
+        if index not in self.reasons:
+            self.reasons[index] = reason
+            self.log(f"{self.where}: skipped unreadable image {self.source.names[index]}: {reason} "
+                     f"(the next readable image is used instead)")
+
+    def _reason(self, index: int) -> str:
+        try:  # re-read in this process: the worker's exception did not travel with the batch
+            self.source.read(index)
+        except InputError as exc:
+            return exc.reason
+        return "could not be decoded by a data worker"
+
+    def update(self, report: np.ndarray) -> None:
+        """``report``: the ``skipped`` column of a batch, (B, streams, 2)."""
+        n = len(self.source)
+        for index, count in np.asarray(report).reshape(-1, 2):
+            if count >= n:
+                raise DataSourceError(f"{self.where}: none of the {n} images can be decoded any more "
+                                      f"(files changed during the run?)")
+            if count:
+                self.replaced += 1
+            for step in range(int(count)):
+                i = (int(index) + step) % n
+                if i not in self.reasons:
+                    self.note(i, self._reason(i))
+
+    def summary(self) -> str:
+        if not self.reasons:
+            return ""
+        names = "; ".join(f"{self.source.names[i]} ({r})" for i, r in list(self.reasons.items())[:10])
+        more = f"; and {len(self.reasons) - 10} more" if len(self.reasons) > 10 else ""
+        return (f"{self.where}: {len(self.reasons)} unreadable images skipped during the run "
+                f"({self.replaced} samples used the next image instead): {names}{more}")
 
 
 @dataclass
 class DataPipeline:
-    dataset: msds.Dataset  # batched
+    dataset: msds.Dataset  # batched; its last column is SKIP_COLUMN
     source: ImageSource  # the images actually used (after verification / alignment)
-    columns: Tuple[str, ...]
+    columns: Tuple[str, ...]  # the image columns
     batches_per_epoch: int
-    skipped: List[Tuple[str, str]] = field(default_factory=list)
+    skipped: List[Tuple[str, str]] = field(default_factory=list)  # refused when the set was opened
+    skips: Optional[SkipLog] = None  # unreadable images met while iterating
 
     def summary(self) -> str:
         return (f"{len(self.source)} images, {self.batches_per_epoch} batches per epoch, "
                 f"{len(self.skipped)} skipped")
+
+    def arrays(self, batch) -> tuple:
+        """The image columns of a tuple batch; its skip report goes to ``skips``."""
+        *images, report = batch
+        if self.skips is not None:
+            self.skips.update(report)
+        return tuple(images)
 
 
 def prepare_source(cfg: DataConfig, log: Callable[[str], None]) -> ImageSource:
@@ -137,9 +221,24 @@ def prepare_source(cfg: DataConfig, log: Callable[[str], None]) -> ImageSource:
     return source
 
 
+def first_readable(source: ImageSource, where: str) -> List[Tuple[int, str]]:
+    """Decode images in order until one works; the unreadable ones before it as (index, reason).
+    None readable: DataSourceError (one line), before any network is built."""
+    bad = []
+    for index in range(len(source)):
+        try:
+            source.read(index)
+            return bad
+        except InputError as exc:
+            bad.append((index, exc.reason))
+    first = f" (first: {source.names[bad[0][0]]}: {bad[0][1]})" if bad else ""
+    raise DataSourceError(f"{where}: none of the {len(source)} images can be decoded{first}")
+
+
 def build_dataset(cfg: DataConfig, start_epoch: int = 0, log: Optional[Callable[[str], None]] = None) -> DataPipeline:
     """A batched MindSpore dataset for ``cfg`` (see module doc). Iterate it per epoch
-    (``create_dict_iterator(num_epochs=...)``); each epoch has new shuffles and flips."""
+    (``create_tuple_iterator(num_epochs=...)``, each batch through ``pipeline.arrays``);
+    each epoch has new shuffles and flips."""
     cfg.validate()
     log = log or (lambda text: print(text, file=sys.stderr))
     source = prepare_source(cfg, log)
@@ -150,15 +249,26 @@ def build_dataset(cfg: DataConfig, start_epoch: int = 0, log: Optional[Callable[
     if per_shard == 0 or (cfg.drop_remainder and per_shard < cfg.batch_size):
         raise DataSourceError(f"{cfg.path}: {len(source)} usable images ({source.summary()}) give "
                               f"{per_shard} per shard, fewer than batch_size {cfg.batch_size}")
+    skips = SkipLog(source, cfg.path, log)
+    for index, reason in first_readable(source, cfg.path):
+        skips.note(index, reason)
+    return make_pipeline(cfg, source, skips, start_epoch)
+
+
+def make_pipeline(cfg: DataConfig, source: ImageSource, skips: Optional[SkipLog] = None,
+                  start_epoch: int = 0) -> DataPipeline:
+    """The batched dataset over an opened ``source`` (``build_dataset`` opens and checks it):
+    also how a resumed run restarts the same images at a later epoch."""
+    per_shard = len(source) // cfg.num_shards
     sampler = EpochSampler(len(source), cfg.shuffle, cfg.seed, cfg.flip, cfg.num_shards, cfg.shard_id, start_epoch)
     columns = ("image", "real") if cfg.resampled_real else ("image",)
-    data = msds.GeneratorDataset(ImageDataset(source, cfg.size, cfg.crop, cfg.resampled_real), list(columns),
-                                 sampler=sampler, num_parallel_workers=cfg.num_workers,
-                                 python_multiprocessing=cfg.multiprocessing)
+    data = msds.GeneratorDataset(ImageDataset(source, cfg.size, cfg.crop, cfg.resampled_real),
+                                 list(columns) + [SKIP_COLUMN], sampler=sampler,
+                                 num_parallel_workers=cfg.num_workers, python_multiprocessing=cfg.multiprocessing)
     data = data.batch(cfg.batch_size, drop_remainder=cfg.drop_remainder)
     batches = per_shard // cfg.batch_size if cfg.drop_remainder else -(-per_shard // cfg.batch_size)
-    return DataPipeline(data, source, columns, batches, list(source.skipped))
+    return DataPipeline(data, source, columns, batches, list(source.skipped), skips)
 
 
-__all__ = ["EpochSampler", "ImageDataset", "DataPipeline", "build_dataset", "prepare_source",
-           "encode_key", "decode_key", "InputError"]
+__all__ = ["EpochSampler", "ImageDataset", "DataPipeline", "SkipLog", "build_dataset", "make_pipeline",
+           "prepare_source", "first_readable", "encode_key", "decode_key", "InputError", "SKIP_COLUMN"]

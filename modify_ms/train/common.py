@@ -20,19 +20,20 @@ from ..models.modify import ModifyNets
 from ..utils.checkpoint import (CheckpointFileError, atomic_write_json, fill_cell, load_groups, named_arrays,
                                 read_arrays, save_arrays)
 from ..utils.images import make_grid
+from .checks import (WeightsMissingError, check_weight_files, latest_checkpoint, read_sidecar,  # noqa: F401
+                     restore_rng)  # (re-exported: their home is the MindSpore-free checks module)
 
 
-class WeightsMissingError(ValueError):
-    """A pretrained weight file named by the config is needed but absent."""
-
-
-def setup_runtime(run_cfg, out_dir, cache_key="default"):
+def setup_runtime(run_cfg, out_dir, cache_key="default", make_dir=True):
     """GRAPH_MODE on the configured device, with MindSpore's compile cache inside the run folder.
 
     MindSpore's cache numbers graphs in compilation order, so a run that compiles its
     graphs in another order must not share a cache: ``cache_key`` names the sequence
-    (stage, mode, starting phase), one sub-folder each."""
-    os.makedirs(out_dir, exist_ok=True)
+    (stage, mode, starting phase), one sub-folder each. ``make_dir=False``: the caller
+    creates ``out_dir`` itself once its inputs are known to be valid (nothing is written
+    here; MindSpore makes the cache folder at the first compilation)."""
+    if make_dir:
+        os.makedirs(out_dir, exist_ok=True)
     kwargs = dict(mode=ms.GRAPH_MODE if run_cfg.mode == "graph" else ms.PYNATIVE_MODE,
                   device_target=run_cfg.device)
     ms.set_context(**kwargs)
@@ -160,11 +161,18 @@ class RunCheckpoints:
         return path
 
     def latest(self):
-        pointer = os.path.join(self.dir, "latest.json")
-        if not os.path.isfile(pointer):
-            return None
-        with open(pointer, encoding="utf-8") as fh:
-            return os.path.join(self.dir, json.load(fh)["checkpoint"])
+        """Path of the newest checkpoint, None when there is no ``latest.json``; a corrupt pointer
+        is a one-line CheckpointFileError (see checks.latest_checkpoint)."""
+        return latest_checkpoint(self.dir)
+
+
+class ResumePoint:
+    """A run checkpoint read and checked before any network is built: arrays, step, host RNG."""
+
+    def __init__(self, path):
+        self.path = path
+        self.step, self.rng = read_sidecar(path)
+        self.arrays, self.meta = read_arrays(path)
 
 
 def resolve_checkpoint(path):
@@ -192,12 +200,6 @@ def load_checkpoint_into(path, groups, partial=False):
 
 def rng_state(rng):
     return rng.bit_generator.state
-
-
-def restore_rng(state):
-    rng = np.random.default_rng()
-    rng.bit_generator.state = state
-    return rng
 
 
 class MetricsLog:
@@ -245,9 +247,10 @@ def progress(total, initial, desc):
 
 
 def epoch_batches(pipeline, steps):
-    """Batches (tuples of arrays) for ``steps`` steps, one pass of the iterator per epoch."""
+    """Batches (tuples of the image columns' arrays) for ``steps`` steps, one pass of the iterator
+    per epoch; unreadable images met on the way are logged by ``pipeline.skips``."""
     epochs = -(-steps // pipeline.batches_per_epoch)
     iterator = pipeline.dataset.create_tuple_iterator(output_numpy=True, num_epochs=epochs)
     for _ in range(epochs):
         for batch in iterator:
-            yield batch
+            yield pipeline.arrays(batch)

@@ -10,6 +10,14 @@ from typing import Literal, Optional, Tuple
 from ..data.config import DataConfig
 
 NETWORKS = ("encoder", "decoder", "remap")
+MAX_WIDTH = 4096  # channels / style dimension: larger ones are typos that would exhaust memory when built
+MAX_DEPTH = 64  # MLP layers
+MAX_SEED = 2 ** 32 - 1  # numpy's global seed range
+
+
+def _in_range(name, value, low, high):
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
 
 
 @dataclass(frozen=True)
@@ -24,8 +32,10 @@ class GeneratorConfig:
     def validate(self):
         if self.size not in (8, 16, 32, 64, 128, 256, 512, 1024):
             raise ValueError(f"generator.size must be a power of two in [8, 1024], got {self.size}")
-        if self.style_dim < 1 or self.channel_max < 1 or self.n_mlp < 1:
-            raise ValueError("generator.style_dim, n_mlp and channel_max must be positive")
+        _in_range("generator.style_dim", self.style_dim, 1, MAX_WIDTH)
+        _in_range("generator.channel_max", self.channel_max, 1, MAX_WIDTH)
+        _in_range("generator.n_mlp", self.n_mlp, 1, MAX_DEPTH)
+        _in_range("generator.channel_multiplier", self.channel_multiplier, 1, 16)
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,10 @@ class EncoderConfig:
             raise ValueError(f"encoder.num_layers must be 50, 100 or 152, got {self.num_layers}")
         if min(self.channels) < 16:
             raise ValueError("encoder.channels must be >= 16 (squeeze-excitation reduces by 16)")
+        if max(self.channels) > MAX_WIDTH:
+            raise ValueError(f"encoder.channels must be <= {MAX_WIDTH}, got {list(self.channels)}")
+        if self.units is not None and not all(1 <= u <= 64 for u in self.units):
+            raise ValueError(f"encoder.units must each be in [1, 64], got {list(self.units)}")
 
 
 @dataclass(frozen=True)
@@ -52,12 +66,17 @@ class RemapConfig:
     def validate(self):
         if self.xi < 1 or self.n_layers < 1 or self.lr_mul <= 0:
             raise ValueError("remap.xi and remap.n_layers must be >= 1, lr_mul > 0")
+        _in_range("remap.n_layers", self.n_layers, 1, MAX_DEPTH)
 
 
 @dataclass(frozen=True)
 class DiscriminatorConfig:
     channel_multiplier: int = 2
     channel_max: int = 512
+
+    def validate(self):
+        _in_range("discriminator.channel_multiplier", self.channel_multiplier, 1, 16)
+        _in_range("discriminator.channel_max", self.channel_max, 1, MAX_WIDTH)
 
 
 @dataclass(frozen=True)
@@ -67,6 +86,15 @@ class LossNetsConfig:
     identity_num_layers: int = 50
     identity_units: Optional[Tuple[int, int, int, int]] = None
     identity_channels: Tuple[int, int, int, int] = (64, 128, 256, 512)
+
+    def validate(self):
+        if self.identity_units is None and self.identity_num_layers not in (50, 100, 152):
+            raise ValueError(f"loss_nets.identity_num_layers must be 50, 100 or 152, got {self.identity_num_layers}")
+        if self.identity_units is not None and not all(1 <= u <= 64 for u in self.identity_units):
+            raise ValueError(f"loss_nets.identity_units must each be in [1, 64], got {list(self.identity_units)}")
+        if not all(16 <= c <= MAX_WIDTH for c in self.identity_channels):
+            raise ValueError(f"loss_nets.identity_channels must each be in [16, {MAX_WIDTH}], "
+                             f"got {list(self.identity_channels)}")
 
 
 @dataclass(frozen=True)
@@ -137,7 +165,8 @@ class OptimConfig:
 
     def validate(self):
         if self.lr <= 0 or not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ValueError("optim: lr > 0 and betas in [0, 1) required")
+            raise ValueError(f"optim: lr > 0 and betas in [0, 1) required, got lr {self.lr}, "
+                             f"betas {self.beta1}, {self.beta2}")
 
 
 @dataclass(frozen=True)
@@ -145,6 +174,10 @@ class AdversarialConfig:
     """'wgan' is the paper's objective, 'logistic' the authors' code; both with the one-sided GP."""
     kind: Literal["wgan", "logistic"] = "logistic"
     gp_weight: float = 10.0
+
+    def validate(self):
+        if self.gp_weight < 0:
+            raise ValueError(f"adversarial.gp_weight must be >= 0, got {self.gp_weight}")
 
 
 @dataclass(frozen=True)
@@ -164,6 +197,9 @@ class RunConfig:
     def validate(self):
         if min(self.log_every, self.sample_every, self.ckpt_every, self.keep_checkpoints) < 1:
             raise ValueError("run: log_every, sample_every, ckpt_every and keep_checkpoints must be >= 1")
+        _in_range("run.seed", self.seed, 0, MAX_SEED)
+        if not self.out_dir.strip():
+            raise ValueError("run.out_dir is empty")
 
 
 @dataclass(frozen=True)
@@ -199,6 +235,10 @@ class Stage2Weights:
     l2: float = 0.5
     lpips: float = 0.8
     id: float = 1.0
+
+    def validate(self):
+        if min(self.adv, self.l2, self.lpips, self.id) < 0:
+            raise ValueError("stage-2 loss weights must be >= 0")
 
 
 @dataclass(frozen=True)

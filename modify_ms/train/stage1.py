@@ -1,16 +1,23 @@
-"""Stage 1, style encapsulation: train E, D, M and Dis on the style images only (paper section 2.1)."""
-import json
+"""Stage 1, style encapsulation: train E, D, M and Dis on the style images only (paper section 2.1).
+
+``train_stage1`` checks every input before it builds a network or writes a file: the run
+folder, the weight files, the checkpoint to resume, the data (opened, at least one image
+decodes); then it seeds, builds, and only then creates the run folder with its
+config.yaml and loss_nets.ckpt.
+"""
 import os
 import time
 
 import numpy as np
 import mindspore as ms
 
-from ..data.dataset import build_dataset
+from ..data.dataset import build_dataset, make_pipeline
 from ..models.modify import ModifyNets
-from .common import (LOSS_NETS_FILE, LossNets, MetricsLog, RunCheckpoints, adam, host_noise,
-                     load_checkpoint_into, load_loss_nets, load_pretrained, optimizer_groups, progress, restore_rng,
-                     rng_state, save_grid, save_loss_nets, seed_everything, setup_runtime, write_resolved_config)
+from ..utils.checkpoint import load_groups
+from .checks import check_resume_point, check_run_dir, check_weight_files
+from .common import (LOSS_NETS_FILE, LossNets, MetricsLog, ResumePoint, RunCheckpoints, adam, host_noise,
+                     load_loss_nets, load_pretrained, optimizer_groups, progress, rng_state, save_grid,
+                     save_loss_nets, seed_everything, setup_runtime, write_resolved_config)
 from .steps import STAGE1_TERMS, CriticLoss, Stage1Loss, UpdateStep
 
 TRAINED = {"encoder": "encoder", "decoder": "decoder", "remap": "remap_net"}
@@ -29,9 +36,11 @@ def phase_at(phases, step):
 class Stage1Trainer:
     """Owns the networks, optimizers and step cells; ``run()`` trains to the end of the schedule."""
 
-    def __init__(self, cfg, run_dir, log=print, start_step=0):
+    def __init__(self, cfg, run_dir, log=print, start_step=0, pipeline=None):
         self.cfg, self.run_dir, self.log = cfg, run_dir, log
-        setup_runtime(cfg.run, run_dir, cache_key=f"stage1-phase{phase_at(cfg.phases, start_step)[0]}")
+        self.pipeline = pipeline  # None: run() builds it
+        setup_runtime(cfg.run, run_dir, cache_key=f"stage1-phase{phase_at(cfg.phases, start_step)[0]}",
+                      make_dir=False)
         seed_everything(cfg.run.seed)  # before any network is built: the initial weights follow run.seed
         self.nets = ModifyNets(cfg.model)
         self.loss_nets = LossNets(cfg.model.loss_nets, cfg.model.loss_size)
@@ -53,10 +62,12 @@ class Stage1Trainer:
     def save(self):
         return self.ckpts.save(self.step, self.groups(), {"rng": rng_state(self.rng), "stage": 1})
 
-    def resume(self, path):
-        meta = load_checkpoint_into(path, self.groups())
-        self.step, self.rng = int(meta["step"]), restore_rng(meta["rng"])
-        self.log(f"resumed from {path} at step {self.step}")
+    def resume(self, point):
+        """Continue from a ResumePoint (or a checkpoint path): networks, optimizers, step, host RNG."""
+        point = ResumePoint(point) if isinstance(point, str) else point
+        load_groups(self.groups(), point.arrays, point.path)
+        self.step, self.rng = point.step, point.rng
+        self.log(f"resumed from {point.path} at step {self.step}")
 
     # ----------------------------------------------------------------- steps
     def phase_cells(self, index):
@@ -111,14 +122,19 @@ class Stage1Trainer:
         if self.step % run.ckpt_every == 0 or self.step == total:
             self.save()
 
+    def epoch_pipeline(self):
+        """(pipeline starting at the current step's epoch, batches of that epoch already trained)."""
+        pipeline = self.pipeline or build_dataset(self.cfg.data, log=self.log)
+        per_epoch = pipeline.batches_per_epoch
+        if self.step >= per_epoch:  # resuming in a later epoch: the same images, that epoch's order
+            pipeline = make_pipeline(self.cfg.data, pipeline.source, pipeline.skips, self.step // per_epoch)
+        return pipeline, self.step % per_epoch
+
     def run(self, max_steps=None):
         cfg = self.cfg
         total = cfg.total_steps if max_steps is None else min(cfg.total_steps, max_steps)
-        pipeline = build_dataset(cfg.data, start_epoch=0, log=self.log)
+        pipeline, skip = self.epoch_pipeline()
         per_epoch = pipeline.batches_per_epoch
-        pipeline = build_dataset(cfg.data, start_epoch=self.step // per_epoch, log=lambda _: None) \
-            if self.step >= per_epoch else pipeline
-        skip = self.step % per_epoch
         metrics = MetricsLog(self.run_dir, resume_step=self.step)
         os.makedirs(os.path.join(self.run_dir, "samples"), exist_ok=True)
         bar = progress(total, self.step, "stage 1")
@@ -127,35 +143,41 @@ class Stage1Trainer:
         t0 = time.perf_counter()
         try:
             for _ in range(epochs):  # each pass over the iterator is one epoch (new shuffle and flips)
-                for i, (y, y_real) in enumerate(iterator):
+                for batch in iterator:
                     if skip:
                         skip -= 1  # resuming mid-epoch: these batches were trained before the checkpoint
                         continue
                     if self.step >= total:
                         break
+                    y, y_real = pipeline.arrays(batch)  # logs any image a worker could not decode
                     self.log_step(self.train_step(y, y_real), total, bar, metrics, t0)
                     t0 = time.perf_counter()
         finally:
             bar.close()
             metrics.close()
+        if pipeline.skips is not None and pipeline.skips.summary():
+            self.log(pipeline.skips.summary())
         return self.step
 
 
 def train_stage1(cfg, run_dir, resume=False, max_steps=None, log=print):
-    """Train stage 1 into ``run_dir`` (config.yaml, metrics.jsonl, samples/, checkpoints/)."""
-    latest = RunCheckpoints(run_dir).latest() if resume else None
-    if resume and latest is None:
-        raise FileNotFoundError(f"{run_dir}: nothing to resume (no checkpoints/latest.json)")
-    start = 0
-    if latest is not None:
-        with open(latest + ".json", encoding="utf-8") as fh:
-            start = int(json.load(fh)["step"])
-    trainer = Stage1Trainer(cfg, run_dir, log, start_step=start)
-    if latest is not None:
-        trainer.resume(latest)
+    """Train stage 1 into ``run_dir`` (config.yaml, loss_nets.ckpt, metrics.jsonl, samples/, checkpoints/).
+
+    Every input is checked before any network is built or any file written (module doc)."""
+    check_run_dir(run_dir, resume, cfg.data.path)
+    check_weight_files(cfg.weights)
+    point = ResumePoint(check_resume_point(run_dir)) if resume else None
+    pipeline = build_dataset(cfg.data, log=log)  # a data set with no readable image stops here
+    log(f"stage 1: {cfg.total_steps} steps in {len(cfg.phases)} phases, data {cfg.data.path} "
+        f"({pipeline.summary()}), run dir {run_dir}")
+    trainer = Stage1Trainer(cfg, run_dir, log, start_step=point.step if point else 0, pipeline=pipeline)
+    if point is not None:
+        trainer.resume(point)
+    # inputs are valid and the networks ready: only now does anything appear on disk
+    os.makedirs(run_dir, exist_ok=True)
     write_resolved_config(cfg, run_dir)
     # stage 2 must use exactly these loss networks (partly random when no LPIPS/ArcFace file is given)
-    if os.path.isfile(os.path.join(run_dir, LOSS_NETS_FILE)) and latest is not None:
+    if point is not None and os.path.isfile(os.path.join(run_dir, LOSS_NETS_FILE)):
         load_loss_nets(trainer.loss_nets, run_dir)
     else:
         save_loss_nets(trainer.loss_nets, run_dir)
