@@ -172,10 +172,10 @@ def read_arcface(path):
 
 def convert_irse50(src, dst, target="identity", image_size=256):
     """``model_ir_se50.pth`` -> MindSpore checkpoint for the identity loss or the pSp encoder backbone."""
+    sd = read_arcface(src)  # first: a bad file is reported without loading MindSpore
     from modify_ms.losses.identity import IdentityLoss
     from modify_ms.models.psp_encoder import GradualStyleEncoder
 
-    sd = read_arcface(src)
     try:
         kw = infer_arcface_kwargs(sd)
     except ValueError as exc:

@@ -95,11 +95,13 @@ def _read_state(path, what):
 
 def convert_lpips_files(lin_path, backbone_path, dst, net="alex"):
     """LPIPS linear layers + torchvision backbone files -> one MindSpore LPIPS checkpoint (+ .json)."""
+    # both files first: a bad file is reported without loading MindSpore
+    lin_state = _read_state(lin_path, "LPIPS linear-layer")
+    backbone_state = _read_state(backbone_path, "torchvision")
     from modify_ms.losses.lpips import LPIPS
 
     shapes = target_shapes_of(LPIPS(net))
-    params = convert_lpips(_read_state(lin_path, "LPIPS linear-layer"), _read_state(backbone_path, "torchvision"),
-                           shapes, net, lin_name=lin_path, backbone_name=backbone_path)
+    params = convert_lpips(lin_state, backbone_state, shapes, net, lin_name=lin_path, backbone_name=backbone_path)
     meta = {"format": "modify_ms.lpips", "module": "modify_ms.losses.lpips", "arch": "LPIPS",
             "kwargs": {"net": net}, "net": net, "version": "0.1", "lin_source": os.path.abspath(lin_path),
             "backbone_source": os.path.abspath(backbone_path), "num_params": len(params),

@@ -128,10 +128,10 @@ def convert_psp_state(state, encoder_shapes, generator_shapes, source_name="psp"
 
 def convert_psp(src, dst):
     """``psp_*.pt`` -> one MindSpore checkpoint (encoder.*, decoder.*, latent_avg) + JSON sidecar."""
+    state, opts = read_psp(src)  # first: a bad file is reported without loading MindSpore
     from modify_ms.models.psp_encoder import GradualStyleEncoder
     from modify_ms.models.stylegan2 import Generator
 
-    state, opts = read_psp(src)
     decoder_sd = split_prefix(state, "decoder.")
     try:
         enc_kw = infer_encoder_kwargs(state)
