@@ -283,3 +283,178 @@ def test_any_archive_prefix_and_big_endian_records(tmp_path):
     got = load_torch_file(big)["t"]
     assert got.dtype == np.float32 and got.dtype.isnative
     np.testing.assert_array_equal(got, expected)
+
+
+# ------------------------------------------------------------ hostile files, in-process
+# The pickles are built opcode by opcode in tests/test_hostile_convert.py, which also runs
+# a selection of them through the command line.
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+
+from test_hostile_convert import (DTYPE_SINGLETON, HOSTILE_PICKLES, POISON_OPS, POISONS,  # noqa: E402
+                                  float_tensor_pickle, forge_zip_member_size, legacy_file, poisoned, zip_file)
+from weights_convert import limits, safe_unpickle  # noqa: E402
+
+FORMATS = ("zip", "legacy")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("poison", sorted(POISONS))
+def test_poisoned_file_is_refused_and_later_files_read_the_same(tmp_path, sample_files, fmt, poison):
+    """A file that mutates an allow-listed global is refused, and the clean file read after
+    it in the same process is still bit-exact against torch.load."""
+    clean = sample_files[fmt]
+    bad = tmp_path / f"poisoned_{fmt}.pt"
+    with open(clean, "rb") as fh:
+        bad.write_bytes(poisoned(fh.read(), POISONS[poison]))
+    message = _one_line_error(str(bad), "refused")
+    assert POISON_OPS[poison] in message
+    _assert_same(load_torch_file(clean), torch.load(clean, map_location="cpu", weights_only=False))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_numpy_dtype_singleton_is_never_modified(tmp_path, sample_files, fmt):
+    """dtype('f4', copy=False) + BUILD(big-endian) is how numpy itself pickles a dtype: accepted,
+    but on a copy; numpy's float32 stays native and the files read after it are unchanged."""
+    clean = sample_files[fmt]
+    bad = tmp_path / f"dtype_{fmt}.pt"
+    with open(clean, "rb") as fh:
+        bad.write_bytes(poisoned(fh.read(), DTYPE_SINGLETON))
+    reference = torch.load(clean, map_location="cpu", weights_only=False)
+    _assert_same(load_torch_file(str(bad)), reference)
+    assert np.dtype("float32").isnative and np.dtype("float32").byteorder == "="
+    _assert_same(load_torch_file(clean), reference)
+
+
+def test_allow_listed_data_values_are_fresh_for_every_lookup():
+    reader = safe_unpickle.BoundedReader(io.BytesIO(b""), "mem", 0)
+    unpickler = torch_pickle.RestrictedUnpickler(reader, "mem")
+    for module, name in (("torch", "FloatStorage"), ("torch", "float32"), ("torch", "Tensor"), ("numpy", "ndarray")):
+        assert unpickler.find_class(module, name) is not unpickler.find_class(module, name), name
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("name", sorted(HOSTILE_PICKLES))
+def test_hostile_pickles_are_one_line_fast_and_allocate_nothing(tmp_path, fmt, name):
+    data, fragment = HOSTILE_PICKLES[name]
+    path = tmp_path / f"{name}.pt"
+    path.write_bytes(zip_file(data) if fmt == "zip" else legacy_file(data))
+    tracemalloc.start()
+    start = time.monotonic()
+    try:
+        message = _one_line_error(str(path), fragment)
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert time.monotonic() - start < 5, message
+    assert peak < 64 * 2 ** 20, f"{name}: {peak:,} bytes allocated"
+    assert not os.path.exists("PWNED")
+
+
+def test_legacy_storage_larger_than_the_file_is_refused_before_reading(tmp_path):
+    path = tmp_path / "huge.pt"
+    path.write_bytes(legacy_file(float_tensor_pickle(750_000_000, legacy=True)))  # 3 GB in ~300 bytes
+    assert path.stat().st_size < 1000
+    _one_line_error(str(path), "storage '0' declares 3,000,000,000 bytes")
+
+
+def test_zip_member_sizes_are_checked_before_anything_is_decompressed(tmp_path):
+    raw = zip_file(float_tensor_pickle(500_000_000), [("0", b"\0" * 64)])
+    forged = tmp_path / "forged.pt"
+    forged.write_bytes(forge_zip_member_size(raw, "archive/data/0", 2_000_000_000))
+    _one_line_error(str(forged), "declares 2,000,000,000 bytes but the file holds at most")
+    forged_pkl = tmp_path / "forged_pkl.pt"
+    forged_pkl.write_bytes(forge_zip_member_size(raw, "archive/data.pkl", 2_000_000_000))
+    _one_line_error(str(forged_pkl), "'archive/data.pkl' declares 2,000,000,000 bytes")
+    bomb = tmp_path / "bomb.pt"  # 8 MB of zeros deflated to a few KB
+    bomb.write_bytes(zip_file(float_tensor_pickle(2 ** 21), [("0", b"\0" * 2 ** 23)], compress=zipfile.ZIP_DEFLATED))
+    assert bomb.stat().st_size < 2 ** 16
+    _one_line_error(str(bomb), "is compressed")
+
+
+def test_total_size_limit_is_configurable(tmp_path, monkeypatch):
+    path = tmp_path / "quarter_mb.pt"
+    path.write_bytes(zip_file(float_tensor_pickle(2 ** 16), [("0", np.arange(2 ** 16, dtype="<f4").tobytes())]))
+    assert load_torch_file(str(path))["w"][-1] == 2 ** 16 - 1  # default limit: 16 GiB
+    _limit_error(str(path), lambda: load_torch_file(str(path), max_bytes=2 ** 17))
+    with limits.limit_total_bytes(2 ** 17):
+        _limit_error(str(path), lambda: load_torch_file(str(path)))
+    monkeypatch.setenv(limits.MAX_BYTES_ENV, "128K")
+    _limit_error(str(path), lambda: load_torch_file(str(path)))
+    monkeypatch.setenv(limits.MAX_BYTES_ENV, "256K")
+    assert load_torch_file(str(path))["w"].shape == (2 ** 16,)
+    monkeypatch.setenv(limits.MAX_BYTES_ENV, "a lot")
+    with pytest.raises(CheckpointError, match=r"MODIFY_MS_MAX_CHECKPOINT_BYTES: invalid size"):
+        load_torch_file(str(path))
+
+
+def _limit_error(path, load):
+    with pytest.raises(CheckpointError) as info:
+        load()
+    assert str(info.value) == (f"{path}: storage '0' would bring the decoded data to 262,144 bytes, over the limit "
+                               f"of 131,072 (raise it with --max-bytes or ${limits.MAX_BYTES_ENV})")
+
+
+def test_a_stride_zero_view_claiming_terabytes_is_refused(tmp_path):
+    """One stored float viewed as 10**12 elements: no allocation yet, but every consumer would."""
+    path = tmp_path / "expanded.pt"
+    path.write_bytes(zip_file(float_tensor_pickle(1, size=10 ** 12, stride=0), [("0", b"\0" * 4)]))
+    _one_line_error(str(path), "tensor of shape (1000000000000,) would bring the decoded data")
+
+
+@pytest.mark.parametrize("text, value", [("4096", 4096), ("64K", 65536), ("16G", 16 * 2 ** 30), ("2GiB", 2 ** 31),
+                                         ("512mb", 512 * 2 ** 20)])
+def test_parse_size(text, value):
+    assert limits.parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "0", "-1", "1.5G", "12x", "G"])
+def test_parse_size_refuses(text):
+    with pytest.raises(ValueError):
+        limits.parse_size(text)
+
+
+def test_shared_tensors_and_containers_below_the_limits_still_load(tmp_path):
+    """Legitimate sharing (one tensor under many keys, one config dict referenced twice) loads,
+    and stays shared."""
+    weight = torch.randn(3)
+    config = {"lr": 0.1}
+    obj = {"sd": {f"tied.{i}": weight for i in range(500)}, "a": config, "b": config}
+    for fmt in FORMATS:
+        ours = load_torch_file(_save(obj, str(tmp_path / f"shared_{fmt}.pt"), fmt))
+        assert ours["a"] is ours["b"] and ours["sd"]["tied.0"] is ours["sd"]["tied.499"]
+
+
+def test_check_structure_limits_are_exact_and_linear():
+    nested = []
+    for _ in range(limits.MAX_DEPTH - 1):
+        nested = [nested]
+    safe_unpickle.check_structure(nested, "mem")  # MAX_DEPTH levels
+    with pytest.raises(CheckpointError, match="deeper than"):
+        safe_unpickle.check_structure([nested], "mem")
+    diamond = []
+    for _ in range(90):  # 2**90 objects once expanded; 90 distinct lists
+        diamond = [diamond, diamond]
+    start = time.monotonic()
+    with pytest.raises(CheckpointError, match="reference bomb"):
+        safe_unpickle.check_structure(diamond, "mem")
+    assert time.monotonic() - start < 1
+    loop = {"a": []}
+    loop["a"].append(loop)
+    with pytest.raises(CheckpointError, match="self-referencing"):
+        safe_unpickle.check_structure(loop, "mem")
+
+
+def test_bounded_reader_refuses_before_reading():
+    class Recorder(io.BytesIO):
+        asked = []
+
+        def read(self, n=-1):
+            self.asked.append(n)
+            return super().read(n)
+
+    reader = safe_unpickle.BoundedReader(Recorder(b"abcdef"), "mem", 6)
+    assert reader.read(2) == b"ab"
+    with pytest.raises(CheckpointError, match="needs 3,000,000,000 bytes, 4 left"):
+        reader.read(3 * 10 ** 9)
+    assert Recorder.asked == [2]

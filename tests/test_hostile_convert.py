@@ -184,12 +184,14 @@ def forge_zip_member_size(raw, name, size):
     return bytes(out)
 
 
-def float_tensor_pickle(numel, key="0", legacy=False):
-    """{'w': FloatStorage tensor of ``numel`` elements in storage ``key``}, as torch.save pickles it."""
+def float_tensor_pickle(numel, key="0", legacy=False, size=None, stride=1):
+    """{'w': 1-D view (``size`` elements, default ``numel``, step ``stride``) of a FloatStorage of
+    ``numel`` elements in storage ``key``}, as torch.save pickles it."""
     pid = (pickle.MARK + text("storage") + glob("torch", "FloatStorage") + text(key) + text("cpu")
            + integer(numel) + (pickle.NONE if legacy else b"") + pickle.TUPLE + pickle.BINPERSID)
-    tensor = (glob("torch._utils", "_rebuild_tensor_v2") + pickle.MARK + pid + integer(0) + integer(numel)
-              + pickle.TUPLE1 + integer(1) + pickle.TUPLE1 + pickle.NEWFALSE + glob("collections", "OrderedDict")
+    tensor = (glob("torch._utils", "_rebuild_tensor_v2") + pickle.MARK + pid + integer(0)
+              + integer(numel if size is None else size) + pickle.TUPLE1 + integer(stride) + pickle.TUPLE1
+              + pickle.NEWFALSE + glob("collections", "OrderedDict")
               + pickle.EMPTY_TUPLE + pickle.REDUCE + pickle.TUPLE + pickle.REDUCE)
     return stream(pickle.EMPTY_DICT + text("w") + tensor + pickle.SETITEM)
 
