@@ -8,7 +8,10 @@ the emulated ``_reconstruct_persistent_obj`` does execute it, like the real
 one imports it). The reader must return the same state_dicts as torch's
 ``state_dict()`` and the sentinel must never appear.
 """
+import io
 import os
+import pickle
+import struct
 import sys
 import types
 
@@ -220,3 +223,96 @@ def test_convert_ada_pickle(tmp_path, fake_pickle, capsys, which, arch):
     assert "nvlabs-pkl" in out and "stylegan2-ada Generator size=8" in out
     assert "stylegan2-ada Discriminator size=8" in out
     assert not sentinel.exists()
+
+
+# ------------------------------------------------------------------ hostile network pickles
+def _poisoned_pickles():
+    """Pickles that mutate what the NVlabs allow-list hands out (then stop)."""
+    from test_hostile_convert import glob, integer, stream, text
+
+    def build_on(module, name):
+        return stream(glob(module, name) + pickle.EMPTY_DICT + text("inert_name") + text("Evil")
+                      + pickle.SETITEM + pickle.BUILD + pickle.POP + pickle.EMPTY_DICT)
+
+    return {
+        "build_on_persistent_loader": build_on("torch_utils.persistence", "_reconstruct_persistent_obj"),
+        "build_on_inert_class": build_on("training.networks", "Generator"),
+        "setitem_on_inert_class": stream(glob("dnnlib.util", "EasyDict") + text("a") + integer(1) + pickle.SETITEM),
+        "build_on_storage_loader": build_on("torch.storage", "_load_from_bytes"),
+    }
+
+
+
+@pytest.mark.parametrize("name", sorted(_poisoned_pickles()))
+def test_poisoned_network_pickle_is_refused_and_the_next_reads_the_same(tmp_path, fake_pickle, name):
+    path, _, nets, _ = fake_pickle
+    bad = tmp_path / f"{name}.pkl"
+    bad.write_bytes(_poisoned_pickles()[name])
+    with pytest.raises(CheckpointError, match="refused: (BUILD|SETITEM) would modify") as info:
+        load_nvlabs_pkl(str(bad))
+    assert "\n" not in str(info.value)
+    loaded = load_nvlabs_pkl(path)
+    for net_name, net in nets.items():
+        for key, value in net.state_dict().items():
+            assert loaded[net_name][key].tobytes() == value.numpy().tobytes(), key
+
+
+def test_inert_classes_belong_to_one_file(fake_pickle):
+    """Two reads of one file never share a class (nothing a file does to one outlives it)."""
+    from weights_convert.limits import ByteBudget
+    from weights_convert.nvlabs_pkl import NvlabsUnpickler
+    from weights_convert.safe_unpickle import BoundedReader
+
+    path = fake_pickle[0]
+    records = []
+    for _ in range(2):
+        with open(path, "rb") as fh:
+            reader = BoundedReader(fh, path, os.path.getsize(path))
+            records.append(NvlabsUnpickler(reader, path, ByteBudget(path)).load())
+    assert type(records[0]["training_set_kwargs"]) is not type(records[1]["training_set_kwargs"])
+    assert records[0]["training_set_kwargs"].class_name == "dnnlib.util.EasyDict"
+    assert type(records[0]["G"]) is not type(records[1]["G"])
+
+
+def _storage_reused(tmp_path, copies):
+    """A network pickle whose one in-pickle storage stream is loaded ``copies`` times through the memo."""
+    from test_hostile_convert import get, glob, put, stream, text
+
+    buf = io.BytesIO()
+    torch.save(torch.arange(4096, dtype=torch.float32).untyped_storage(), buf, _use_new_zipfile_serialization=False)
+    raw = buf.getvalue()
+    body = (glob("torch.storage", "_load_from_bytes") + put(0) + pickle.BINBYTES + struct.pack("<I", len(raw)) + raw
+            + put(1) + pickle.POP + pickle.POP + pickle.EMPTY_DICT + text("storages") + pickle.MARK
+            + (get(0) + get(1) + pickle.TUPLE1 + pickle.REDUCE) * copies + pickle.LIST + pickle.SETITEM)
+    path = tmp_path / "reused.pkl"
+    path.write_bytes(stream(body))
+    return str(path), len(raw)
+
+
+
+def test_one_storage_referenced_many_times_is_decoded_once(tmp_path):
+    """20000 references to one 16 KB stream: decoded once (the limit counts it once), not 320 MB."""
+    from weights_convert.limits import ByteBudget, limit_total_bytes
+    from weights_convert.nvlabs_pkl import NvlabsUnpickler
+    from weights_convert.safe_unpickle import BoundedReader
+
+    path, nbytes = _storage_reused(tmp_path, 20000)
+    with limit_total_bytes(2 * nbytes), open(path, "rb") as fh:
+        obj = NvlabsUnpickler(BoundedReader(fh, path, os.path.getsize(path)), path, ByteBudget(path)).load()
+    first = obj["storages"][0]
+    assert len(obj["storages"]) == 20000 and all(s is first for s in obj["storages"])
+    with pytest.raises(CheckpointError, match="no 'G_ema', 'G' or 'D' network"):
+        load_nvlabs_pkl(path)  # the whole reader: same file, one line
+
+
+@pytest.mark.parametrize("name", ["self_referencing_dict", "reference_bomb", "deep_nesting", "bytearray_3gb",
+                                  "binbytes8_3gb", "hash_bomb_dict_key"])
+def test_hostile_network_pickles_are_one_line(tmp_path, name):
+    from test_hostile_convert import HOSTILE_PICKLES
+
+    data, fragment = HOSTILE_PICKLES[name]
+    path = tmp_path / f"{name}.pkl"
+    path.write_bytes(data)
+    with pytest.raises(CheckpointError) as info:
+        load_nvlabs_pkl(str(path))
+    assert fragment in str(info.value) and "\n" not in str(info.value)
