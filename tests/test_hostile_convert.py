@@ -154,6 +154,8 @@ HOSTILE_PICKLES = {
     "inst_opcode": (stream(pickle.MARK + pickle.INST + b"collections\nOrderedDict\n"), "INST/OBJ"),
     "code_execution": (stream(glob("os", "system") + text("touch PWNED") + pickle.TUPLE1 + pickle.REDUCE),
                        "refused to unpickle 'os.system'"),
+    "extension_code": (stream(pickle.EXT1 + b"\x01"), "EXT1/EXT2/EXT4"),
+    "setitems_odd": (stream(pickle.EMPTY_DICT + pickle.MARK + text("key") + pickle.SETITEMS), "no value"),
     "invalid_opcode": (PROTO2 + b"\xff", "invalid opcode"),
     "stack_underflow": (stream(pickle.APPEND), "stack underflow"),
 }

@@ -16,7 +16,8 @@ with these opcodes replaced:
   the few types that need it (inert records, Namespace, OrderedDict, numpy
   arrays and dtypes), with their state checked.
 * REDUCE calls only callables the table gave out; NEWOBJ makes only inert
-  records; INST/OBJ (protocol 0/1 class instantiation) are refused.
+  records; INST/OBJ (protocol 0/1 class instantiation) and EXT1/2/4 (copyreg's
+  process-wide extension registry) are refused.
 * Dict keys and set members must be scalars or small tuples of scalars:
   hashing a tuple walks it without memo, so shared nested tuples would hash
   for ever.
@@ -450,6 +451,14 @@ class SafeUnpickler(pickle._Unpickler):
     dispatch[_op(pickle.INST)] = load_refused_instantiation
     dispatch[_op(pickle.OBJ)] = load_refused_instantiation
 
+    def load_refused_extension(self):
+        # copyreg's extension codes resolve through a process-wide cache that would keep
+        # (and hand to the next file) whatever the first lookup returned; torch never uses them
+        raise Refused("refused: copyreg extension codes (EXT1/EXT2/EXT4)")
+
+    for _code in (pickle.EXT1, pickle.EXT2, pickle.EXT4):
+        dispatch[_op(_code)] = load_refused_extension
+
     # -- mutations: only of the stream's own objects
     def load_build(self):
         state = self.stack.pop()
@@ -479,7 +488,9 @@ class SafeUnpickler(pickle._Unpickler):
     def load_setitems(self):
         items = self.pop_mark()
         target = self._target(dict, "SETITEMS")
-        for i in range(0, len(items) - 1, 2):
+        if len(items) % 2:
+            raise Refused("refused: SETITEMS with a key and no value")
+        for i in range(0, len(items), 2):
             target[check_plain_key(items[i])] = items[i + 1]
 
     def load_append(self):
