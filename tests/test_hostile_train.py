@@ -118,6 +118,8 @@ CASES = [
     Case("seed-too-large", lambda t: _quickstart("run.seed=99999999999"), ["run.seed"]),
     Case("seed-option-negative", lambda t: [TOOL, "--config", QUICKSTART, "--seed", "-5"], ["--seed"]),
     Case("max-steps-zero", lambda t: [TOOL, "--config", QUICKSTART, "--max-steps", "0"], ["--max-steps"]),
+    Case("loss-size-zero", lambda t: _quickstart("model.loss_size=0", "data.size=0"), ["size"]),
+    Case("loss-size-negative", lambda t: _quickstart("model.loss_size=-64"), ["model.loss_size"]),
     Case("huge-channels", lambda t: _quickstart("model.generator.channel_max=1000000000"), ["channel_max"]),
     # types and keys
     Case("unknown-key", lambda t: _quickstart("optim.lrate=0.1"), ["unknown key", "optim.lrate"]),
@@ -155,6 +157,8 @@ CASES = [
     Case("missing-config", lambda t: [TOOL, "--config", os.path.join(t, "nope.yaml")], ["nope.yaml", "not found"]),
     Case("config-is-a-folder", lambda t: [TOOL, "--config", t], ["not a regular file"]),
     Case("missing-weight-file", lambda t: _quickstart("weights.generator=/nowhere/g.ckpt"), ["/nowhere/g.ckpt"]),
+    Case("corrupt-weight-file", lambda t: _quickstart(f"weights.generator={_write(t, 'g.ckpt', b'PK' * 99)}"),
+         ["g.ckpt", "not a readable"], strict_stderr=False),  # after the smoke-test notes
     Case("weights-required", lambda t: _quickstart("weights.require=true"), ["weights.generator", "empty"]),
     Case("missing-data", lambda t: _quickstart(f"data.path={os.path.join(t, 'no_data')}"), ["no_data"]),
     Case("empty-data-folder", _with_data("none"), ["data"]),

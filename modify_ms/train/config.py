@@ -107,6 +107,8 @@ class ModelConfig:
     loss_size: int = 256  # every loss at this resolution (generator output average-pooled), as the authors did
 
     def validate(self):
+        if self.loss_size < 64:
+            raise ValueError(f"model.loss_size must be a positive multiple of 64, got {self.loss_size}")
         if self.loss_size > self.generator.size or self.generator.size % self.loss_size:
             raise ValueError(f"model.loss_size {self.loss_size} must divide generator.size {self.generator.size}")
         if self.loss_size % 64:
