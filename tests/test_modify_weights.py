@@ -81,7 +81,7 @@ def test_a_missing_weight_file_is_one_clear_error(converted, tmp_path):
     from modify_ms.train.common import WeightsMissingError
     from modify_ms.train.stage1 import Stage1Trainer
 
-    paths, _, _ = converted
+    paths, _ = converted
     cfg = tiny_stage1_config(str(tmp_path), ARCH + [f"weights.{k}={v}" for k, v in paths.items()]
                              + ["weights.require=true", "weights.identity=/nowhere/arcface.ckpt"])
     with pytest.raises(WeightsMissingError, match="/nowhere/arcface.ckpt: identity weights not found"):
