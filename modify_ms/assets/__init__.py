@@ -2,8 +2,10 @@
 
 * ``lpips_v0.1/{alex,vgg,squeeze}.pth``: the LPIPS authors' v0.1 linear layers
   (BSD-2-Clause, see ``lpips_v0.1/LICENSE``), in PyTorch's legacy serialization,
-  read through ``weights_convert``'s restricted reader. They are non-negative by
-  definition, so the project never draws them at random.
+  read through ``weights_convert``'s restricted reader, and the same arrays as
+  ``{alex,vgg}_linear.npz`` (``tools/export_lpips_linear.py``; checked bit-exact by the
+  tests), which ``modify_ms.losses.lpips`` loads whenever no LPIPS file is given: they
+  are non-negative by definition, so the project never draws them at random.
 * ``manifests/checkpoint_key_manifests.json`` and ``baseline_key_manifests.json``:
   every key and shape of the real PyTorch checkpoints the importers read (what
   ``python -m weights_convert inspect`` compares a file with).
