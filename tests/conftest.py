@@ -41,6 +41,9 @@ import tempfile  # noqa: E402
 
 _TMP = os.path.realpath(tempfile.gettempdir()) + os.sep
 _refuse_reads_beside_the_repository()
+# work files of the tools (compile caches, stage-2 state, MindSpore debug dumps) go to a
+# per-session folder, inherited by every CLI subprocess, never the user's ~/.cache
+os.environ["MODIFY_MS_CACHE"] = tempfile.mkdtemp(prefix="modify_ms_test_cache_")
 
 import mindspore as ms  # noqa: E402
 
@@ -67,3 +70,12 @@ def key_manifests():
     from modify_ms.assets import key_manifests as load
 
     return load("checkpoint")
+
+
+@pytest.fixture(scope="session")
+def stage1_run(tmp_path_factory):
+    """A tiny stage-1 run made through the real CLI (stopped after 4 steps with --max-steps,
+    then --resume to the end at 6), shared by every test that stylizes with a stage-1 model."""
+    from tiny_run import make_stage1_run
+
+    return make_stage1_run(str(tmp_path_factory.mktemp("cli_stage1") / "run"))

@@ -153,6 +153,20 @@ def _photos(size):
             for n in ("builtin:astronaut", "builtin:grace_hopper")]
 
 
+def _emitter(model, folder):
+    """What tools/stylize.py hands the modes: plan each photo's output path, then write it."""
+    from modify_ms.stylize import OutputPlan, OutputWriter, StylizeRequest
+
+    request = StylizeRequest(input="-", output_dir=str(folder))
+    plan = OutputPlan(request, [], [])
+    writer = OutputWriter(model, plan, request, seed=0)
+
+    def emit(name, x):
+        plan.add([name])
+        return writer(name, x)
+    return emit
+
+
 def test_stage2_freezes_teacher_decoder_and_remap(stage2_model):
     model, _ = stage2_model
     frozen = {"teacher": snapshot(model.nets.encoder), "decoder": snapshot(model.nets.decoder),
@@ -174,11 +188,11 @@ def test_test_time_adapts_and_is_order_independent(stage2_model, tmp_path):
     steps = model.cfg.test_time_steps
     out_a, out_b = tmp_path / "a", tmp_path / "b"
     out_a.mkdir(), out_b.mkdir()
-    res_a = stage2.test_time(model, photos, str(out_a), steps, log=lambda _m: None)
+    res_a = stage2.test_time(model, photos, _emitter(model, out_a), steps, log=lambda _m: None)
     # the optimizer is really re-created per photo: after reset its moments are zero again
     model.reset(seed_key=0)
     assert all(not np.any(p.asnumpy()) for n, p in model.student_opt.parameters_and_names() if "moment" in n)
-    res_b = stage2.test_time(model, photos[::-1], str(out_b), steps, log=lambda _m: None)
+    res_b = stage2.test_time(model, photos[::-1], _emitter(model, out_b), steps, log=lambda _m: None)
     for name, (before, after) in res_a.items():
         assert after < before, f"{name}: objective did not fall ({before} -> {after})"
         assert res_b[name] == (before, after)
@@ -192,7 +206,7 @@ def test_online_writes_one_output_per_input_in_arrival_order(stage2_model, tmp_p
     arrivals = [("third.png", photos[0][1]), ("first.png", photos[1][1]), ("second.png", photos[0][1])]
     model.reset(seed_key=0)
     lines = []
-    done = stage2.online(model, iter(arrivals), str(tmp_path), log=lines.append)
+    done = stage2.online(model, iter(arrivals), _emitter(model, tmp_path), log=lines.append)
     assert done == ["third.png", "first.png", "second.png"]
     assert sorted(os.listdir(tmp_path)) == ["first.png", "second.png", "third.png"]
     assert [l.split("] ")[1].split(":")[0] for l in lines] == done

@@ -246,6 +246,13 @@ def main(argv=None):
         prefix = args.report or os.path.join(args.outputs, "evaluation")
         for ext in (".md", ".csv"):  # before any network is built
             check_output_file(prefix + ext, image=False)
+        for path, what in ((args.inception, "Inception weights"), (args.arcface, "ArcFace weights"),
+                           (args.lpips, "LPIPS weights")):
+            if path:
+                _require_file(path, what)
+        for path in (args.inputs, args.style):
+            if path and not (os.path.isdir(path) or os.path.isfile(path)):
+                raise EvalInputError(f"{path}: no such folder")
         row, notes = evaluate(args)
         md_path, csv_path = write_report([row], prefix, notes)
     except (EvalInputError, FIDError, CheckpointError, MappingError, InputError, OutputPathError) as exc:

@@ -200,8 +200,6 @@ class RunConfig:
         if min(self.log_every, self.sample_every, self.ckpt_every, self.keep_checkpoints) < 1:
             raise ValueError("run: log_every, sample_every, ckpt_every and keep_checkpoints must be >= 1")
         _in_range("run.seed", self.seed, 0, MAX_SEED)
-        if not self.out_dir.strip():
-            raise ValueError("run.out_dir is empty")
 
 
 @dataclass(frozen=True)
@@ -253,7 +251,9 @@ class Stage2Config:
     test_time_steps: int = 50
     optim: OptimConfig = field(default_factory=OptimConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
-    run: RunConfig = field(default_factory=lambda: RunConfig(out_dir="runs/stylize"))
+    # run.out_dir: stylize's work folder (metrics, stage-2 checkpoints, compile cache; --work-dir);
+    # "" = one per stage-1 run, mode and output under the per-user cache folder, never beside an output
+    run: RunConfig = field(default_factory=lambda: RunConfig(out_dir=""))
 
     def validate(self):
         if self.offline_steps < 1 or self.test_time_steps < 1:

@@ -19,8 +19,9 @@ from mindspore import nn, ops
 
 from ..config import load_config
 from ..models.modify import ModifyNets, build_encoder
-from .common import (LossNets, RunCheckpoints, adam, host_noise, load_checkpoint_into, resolve_checkpoint,
-                     restore_rng, rng_state, setup_runtime)
+from ..utils.checkpoint import CheckpointFileError
+from .common import (LossNets, adam, host_noise, load_checkpoint_into, load_loss_nets, resolve_checkpoint,
+                     restore_rng, rng_state, seed_everything, setup_runtime)
 from .config import Stage1Config
 from .steps import STAGE2_TERMS, CriticLoss, Stage2Loss, UpdateStep
 
@@ -50,10 +51,15 @@ class _RenderFused(nn.Cell):
 
 
 def load_stage1(stage1_path):
-    """(Stage1Config, checkpoint path) of a stage-1 run directory or checkpoint file."""
+    """(Stage1Config, checkpoint path) of a stage-1 run directory or one of its checkpoints."""
+    if not stage1_path:
+        raise CheckpointFileError("stage1 is empty: give a stage-1 run directory or checkpoint (--stage1)")
     ckpt = resolve_checkpoint(stage1_path)
     run_dir = os.path.dirname(os.path.dirname(os.path.abspath(ckpt)))
     cfg_path = os.path.join(run_dir, "config.yaml")
+    if not os.path.isfile(cfg_path):
+        raise CheckpointFileError(f"{stage1_path}: not a stage-1 run or a checkpoint inside one "
+                                  f"(expected <run>/checkpoints/step_*.ckpt and <run>/config.yaml)")
     return load_config(cfg_path, Stage1Config), ckpt
 
 
@@ -62,22 +68,17 @@ class Stage2Model:
 
     def __init__(self, cfg, run_dir, log=print):
         self.cfg, self.log = cfg, log
-        if not cfg.stage1:
-            raise ValueError("stage1 is empty: give a stage-1 run directory or checkpoint (--stage1)")
         self.stage1_cfg, self.stage1_ckpt = load_stage1(cfg.stage1)
         setup_runtime(cfg.run, run_dir, cache_key=f"stage2-{cfg.mode}")
+        seed_everything(cfg.run.seed)
         s1 = self.stage1_cfg
         self.nets = ModifyNets(s1.model)
         self.loss_nets = LossNets(s1.model.loss_nets, s1.model.loss_size)
         self.student = build_encoder(s1.model.encoder, self.nets.n_latent, s1.model.generator.style_dim,
                                      s1.model.loss_size)
         self.student.update_parameters_name("student.")
-        from .common import load_pretrained
-        from dataclasses import replace
-        # the loss networks' weights come from the stage-1 config; E, D, M, Dis from its checkpoint
-        load_pretrained(self.nets, self.loss_nets,
-                        replace(s1.weights, generator="", discriminator="", encoder_backbone="", require=False),
-                        lambda _msg: None)
+        # exactly the loss networks stage 1 trained with (saved in its run); E, D, M, Dis from its checkpoint
+        load_loss_nets(self.loss_nets, os.path.dirname(os.path.dirname(os.path.abspath(self.stage1_ckpt))))
         load_checkpoint_into(self.stage1_ckpt, self._stage1_groups(), partial=True)
         self.student_opt = adam(self.student, cfg.optim)
         self.disc_opt = adam(self.nets.discriminator, cfg.optim)
@@ -180,59 +181,61 @@ def photo_key(name):
 
 
 # --------------------------------------------------------------------- modes
-def output_path(out_dir, name, suffix=""):
-    stem = os.path.splitext(os.path.basename(name.replace("builtin:", "")))[0]
-    return os.path.join(out_dir, f"{stem}{suffix}.png")
+# Each mode hands every finished photo to ``emit(name, x)`` (modify_ms.stylize.OutputWriter
+# writes its files), so the model state a photo's outputs come from is the one right after
+# that photo's own update(s).
 
+def test_time(model, photos, emit, steps, log=print, metrics=None, bar=None):
+    """For each (name, x [1,3,P,P]): reset to stage 1, ``steps`` updates on x alone, then ``emit``.
 
-def write_output(path, image_chw):
-    from ..data.imageio import save_image_atomic
-    from ..data.prepare import from_model_array
-
-    save_image_atomic(path, from_model_array(image_chw))
-
-
-def test_time(model, photos, out_dir, steps, log=print, metrics=None):
-    """For each (name, x [1,3,P,P]): reset to stage 1, ``steps`` updates on x alone, write D(E'(x)).
-
-    Returns {name: (objective before, objective after)}."""
+    ``bar(total, desc)``: a progress bar factory for the steps of each photo (one photo), else a
+    line per photo. Returns {name: (objective before, objective after)}."""
     results = {}
     for name, x in photos:
         model.reset(seed_key=photo_key(name))
         before = model.objective(x)
+        steps_bar = bar(steps, os.path.basename(name)) if bar is not None else None
         for i in range(steps):
             record = model.update(x)
             if metrics is not None:
                 metrics.write(dict(record, photo=os.path.basename(name), step=i + 1))
+            if steps_bar is not None:
+                steps_bar.update(1)
+                steps_bar.set_postfix(loss=f"{record['loss']:.3f}")
+        if steps_bar is not None:
+            steps_bar.close()
         after = model.objective(x)
-        path = output_path(out_dir, name)
-        write_output(path, model.stylize(x)[0])
+        path = emit(name, x)
         results[name] = (before, after)
-        log(f"{name}: objective {before:.4f} -> {after:.4f} after {steps} steps; wrote {path}")
+        log(f"[{len(results)}] {name}: objective {before:.4f} -> {after:.4f} after {steps} steps; wrote {path}")
     return results
 
 
-def online(model, arrivals, out_dir, ckpts=None, ckpt_every=50, state=None, log=print, metrics=None):
-    """Each arriving (name, x): one update (batch 1), then its output is written at once.
+def online(model, arrivals, emit, ckpts=None, ckpt_every=50, state=None, log=print, metrics=None):
+    """Each arriving (name, x): one update (batch 1), then ``emit`` at once.
 
-    ``state`` (from a checkpoint) lists the names already processed, which are skipped."""
+    ``state`` (from a checkpoint) lists the names already processed, which are skipped;
+    the state is saved every ``ckpt_every`` photos and when the stream ends or is interrupted."""
     done = list((state or {}).get("processed", []))
     seen = set(done)
-    for name, x in arrivals:
-        if name in seen:
-            continue
-        record = model.update(x)
-        path = output_path(out_dir, name)
-        write_output(path, model.stylize(x)[0])
-        done.append(name)
-        seen.add(name)
-        if metrics is not None:
-            metrics.write(dict(record, photo=os.path.basename(name), step=len(done)))
-        log(f"[{len(done)}] {name}: loss {record['loss']:.4f}; wrote {path}")
-        if ckpts is not None and len(done) % ckpt_every == 0:
+    saved = len(done)
+    try:
+        for name, x in arrivals:
+            if name in seen:
+                continue
+            record = model.update(x)
+            path = emit(name, x)
+            done.append(name)
+            seen.add(name)
+            if metrics is not None:
+                metrics.write(dict(record, photo=os.path.basename(name), step=len(done)))
+            log(f"[{len(done)}] {name}: loss {record['loss']:.4f}; wrote {path}")
+            if ckpts is not None and len(done) % ckpt_every == 0:
+                model.save(ckpts, len(done), {"processed": done, "mode": "online"})
+                saved = len(done)
+    finally:
+        if ckpts is not None and len(done) > saved:
             model.save(ckpts, len(done), {"processed": done, "mode": "online"})
-    if ckpts is not None and done:
-        model.save(ckpts, len(done), {"processed": done, "mode": "online"})
     return done
 
 
