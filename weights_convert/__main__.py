@@ -191,19 +191,11 @@ def build_parser():
     return parser
 
 
-def _paths_module():
-    """modify_ms.utils.paths. Importing it first fails (modify_ms.data and utils.paths import
-    each other); importing modify_ms.data first resolves the cycle."""
-    import modify_ms.data  # noqa: F401
-    from modify_ms.utils import paths
-
-    return paths
-
-
 def check_paths(args):
     """Refuse an output that is a folder, lies under a file, or would replace an input
     (DST or its DST.json sidecar), before anything is read or written."""
-    check_output_file = _paths_module().check_output_file
+    from modify_ms.utils.paths import check_output_file
+
     dst = getattr(args, OUTPUT_ARG, None)
     if dst is None:
         return
@@ -223,7 +215,8 @@ def _run(args):
 
 
 def main(argv=None):
-    OutputPathError = _paths_module().OutputPathError
+    from modify_ms.utils.paths import OutputPathError
+
     from .errors import CheckpointError, MappingError
 
     try:

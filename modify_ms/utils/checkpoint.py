@@ -6,6 +6,7 @@ A run checkpoint is one ``.ckpt`` holding every network and optimizer state unde
 """
 import json
 import os
+import tempfile
 
 import numpy as np
 
@@ -15,10 +16,9 @@ class CheckpointFileError(ValueError):
 
 
 def atomic_write_json(path, data):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1)
-    os.replace(tmp, path)
+    from ..data.imageio import write_bytes_atomic
+
+    write_bytes_atomic(path, json.dumps(data, indent=1).encode("utf-8"))
 
 
 def named_arrays(groups):
@@ -34,10 +34,18 @@ def save_arrays(arrays, path, meta=None):
     """Write {name: ndarray} as a MindSpore checkpoint (+ JSON sidecar), each atomically."""
     import mindspore as ms
 
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}.ckpt"
-    ms.save_checkpoint([{"name": k, "data": ms.Tensor(np.ascontiguousarray(v))} for k, v in arrays.items()], tmp)
-    os.replace(tmp, path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".ckpt", dir=folder)  # unpredictable, same folder
+    os.close(fd)
+    try:
+        ms.save_checkpoint([{"name": k, "data": ms.Tensor(np.ascontiguousarray(v))} for k, v in arrays.items()], tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
     if meta is not None:
         atomic_write_json(path + ".json", meta)
 

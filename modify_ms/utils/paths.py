@@ -14,7 +14,6 @@ import os
 import posixpath
 from typing import Iterable, List, Optional, Sequence, Tuple
 
-from ..data.imageio import WRITABLE_EXTENSIONS
 from .cache import cache_root
 
 
@@ -46,8 +45,10 @@ def check_output_file(path: str, inputs: Iterable[str] = (), image: bool = True,
     if not path:
         raise OutputPathError("empty output path")
     if os.path.isdir(path):
-        raise OutputPathError(f"{path}: is a folder; give a file name (or use --output-dir)")
+        raise OutputPathError(f"{path}: is a folder; give a file name")
     if image:
+        from ..data.imageio import WRITABLE_EXTENSIONS  # lazily: modify_ms.data imports this module
+
         ext = os.path.splitext(path)[1].lower()
         if ext not in WRITABLE_EXTENSIONS:
             raise OutputPathError(f"{path}: cannot write images with extension '{ext or '(none)'}' "
