@@ -209,6 +209,17 @@ def test_cli_lpips(files, rng):
     assert_close(cell(m(x), m(y)), lref(t(x), t(y)), 1e-5, "converted LPIPS")
 
 
+def test_cli_lpips_defaults_to_the_packaged_linear_layers(files):
+    root = files["root"]
+    backbone = str(root / "alexnet-owt-test.pth")
+    explicit, default = str(root / "lin_given.ckpt"), str(root / "lin_default.ckpt")
+    assert cli(["lpips", explicit, "--net", "alex", "--lin", lpips_linear_layers("alex"), "--backbone", backbone]) == 0
+    assert cli(["lpips", default, "--net", "alex", "--backbone", backbone]) == 0
+    a, b = load_ms_checkpoint(explicit)[0], load_ms_checkpoint(default)[0]
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert all(np.all(a[f"lin{k}.model.1.weight"] >= 0) and np.any(a[f"lin{k}.model.1.weight"] > 0) for k in range(5))
+
+
 def test_cli_errors_are_one_line(files, capsys):
     root = files["root"]
     junk = root / "junk.pth"

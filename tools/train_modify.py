@@ -9,7 +9,8 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
 from modify_ms.cli import ToolParser, run_main  # noqa: E402  (quiets MindSpore before it is imported)
 
 
@@ -35,7 +36,8 @@ def seed_value(text):
 
 def main():
     parser = ToolParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="yaml/quickstart.yaml", help="stage-1 YAML config")
+    parser.add_argument("--config", default=os.path.join(REPO, "yaml", "quickstart.yaml"),
+                        help="stage-1 YAML config (default: the repository's yaml/quickstart.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     parser.add_argument("--seed", type=seed_value, default=None,
                         help="override run.seed (weight initialisation, noise, latents)")

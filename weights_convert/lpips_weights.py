@@ -139,14 +139,17 @@ HELP = "LPIPS v0.1 linear layers + torchvision alexnet/vgg16 ImageNet weights ->
 def add_arguments(parser):
     parser.add_argument("dst", help="output MindSpore checkpoint (.ckpt)")
     parser.add_argument("--net", choices=("alex", "vgg"), default="alex", help="backbone (default: alex)")
-    parser.add_argument("--lin", required=True,
-                        help="linear layers: lpips package weights/v0.1/<net>.pth or pSp's renamed state_dict")
+    parser.add_argument("--lin", default=None,
+                        help="linear layers: lpips package weights/v0.1/<net>.pth or pSp's renamed state_dict "
+                             "(default: the v0.1 file packaged with modify_ms)")
     parser.add_argument("--backbone", required=True,
                         help="torchvision ImageNet weights: alexnet-owt-*.pth or vgg16-*.pth")
 
 
 def run(args):
-    meta = convert_lpips_files(args.lin, args.backbone, args.dst, args.net)
+    from modify_ms.assets import lpips_linear_layers
+
+    meta = convert_lpips_files(args.lin or lpips_linear_layers(args.net), args.backbone, args.dst, args.net)
     print(f"wrote {args.dst}: LPIPS({args.net}) v0.1, {meta['num_params']} params (classifier ignored)")
     print(f"wrote {args.dst}.json")
     return 0
