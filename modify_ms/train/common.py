@@ -103,8 +103,9 @@ def _weight_file(path, what, require, log):
     if require:
         raise WeightsMissingError(f"weights.{what} is empty: a converted checkpoint is required "
                                   f"(see README, 'Pretrained weights'), or set weights.require=false for a smoke test")
-    kept = " (LPIPS linear layers: the packaged v0.1 ones)" if what == "lpips" else ""
-    log(f"note: no {what} weights given, using random initialisation{kept} (smoke test only)")
+    what_is_random = "a random backbone under the packaged v0.1 linear layers" if what == "lpips" else \
+        "random initialisation"
+    log(f"note: no {what} weights given, using {what_is_random} (smoke test only)")
     return ""
 
 
