@@ -38,6 +38,15 @@ def same_file(a: str, b: str) -> bool:
         return _real(a) == _real(b)
 
 
+def _refuse_under_a_file(path: str) -> None:
+    """The nearest existing folder above ``path`` must be a folder, not a file."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise OutputPathError(f"{path}: {parent} is a file, not a folder")
+
+
 def check_output_file(path: str, inputs: Iterable[str] = (), image: bool = True,
                       allow_input: bool = False) -> str:
     """Refuse an output file path that is a folder, has no image extension we can write,
@@ -53,11 +62,7 @@ def check_output_file(path: str, inputs: Iterable[str] = (), image: bool = True,
         if ext not in WRITABLE_EXTENSIONS:
             raise OutputPathError(f"{path}: cannot write images with extension '{ext or '(none)'}' "
                                   f"(use one of {', '.join(WRITABLE_EXTENSIONS)})")
-    parent = os.path.dirname(os.path.abspath(path))
-    while parent and not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if parent and not os.path.isdir(parent):
-        raise OutputPathError(f"{path}: {parent} is a file, not a folder")
+    _refuse_under_a_file(path)
     if not allow_input:
         for source in inputs:
             if source and os.path.exists(source) and same_file(path, source):
@@ -76,11 +81,7 @@ def check_output_dir(path: str, input_dirs: Iterable[str] = (), allow_inside: bo
         raise OutputPathError("empty output folder")
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputPathError(f"{path}: is a file, not a folder")
-    parent = os.path.dirname(os.path.abspath(path))
-    while parent and not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if parent and not os.path.isdir(parent):
-        raise OutputPathError(f"{path}: {parent} is a file, not a folder")
+    _refuse_under_a_file(path)
     if not allow_inside:
         for folder in input_dirs:
             if folder and os.path.isdir(folder) and is_inside(path, folder):
