@@ -13,7 +13,6 @@ alone; with ``--n N --seed S`` one ``default_rng(S)`` draws all N z, then all no
 (``noises.noise_i``), ``random`` draws fresh ones. The grid is written atomically
 and the path printed. Bad input is a one-line error and exit code 2.
 """
-import argparse
 import os
 import sys
 import time
@@ -56,7 +55,9 @@ def parse_seeds(text):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Render an image grid from a StyleGAN2 generator.")
+    from modify_ms.cli import ToolParser
+
+    p = ToolParser(description="Render an image grid from a StyleGAN2 generator.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--ckpt", help="converted generator checkpoint (.ckpt with its .json sidecar)")
     src.add_argument("--random", action="store_true", help="random weights (set --size, --channel-max ...)")
@@ -89,9 +90,12 @@ def parse_args(argv=None):
         raise UsageError("--nrow must be >= 1")
     if args.truncation < 0:
         raise UsageError("--truncation must be >= 0")
-    ext = os.path.splitext(args.out)[1].lower()
-    if ext not in (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"):
-        raise UsageError(f"--out {args.out}: use a .png or .jpg file name")
+    from modify_ms.utils.paths import OutputPathError, check_output_file
+
+    try:  # not a folder, a writable image extension, not the checkpoint read
+        check_output_file(args.out, [args.ckpt, (args.ckpt or "") + ".json"])
+    except OutputPathError as exc:
+        raise UsageError(str(exc)) from None
     return args
 
 
