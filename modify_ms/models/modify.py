@@ -2,7 +2,8 @@
 
 Shapes: B batch, L = W+ rows of the decoder, S = style_dim, xi = fused style rows,
 R = decoder resolution, P = loss resolution (256 in the paper; the decoder output
-is average-pooled from R to P, and images go back up to R for the discriminator).
+is average-pooled from R to P, and images go back up to R for the discriminator,
+nearest-neighbour as the authors' code or bilinear: ``model.disc_upsample``).
 """
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
@@ -22,6 +23,46 @@ def build_encoder(cfg, n_styles, style_dim, input_size):
 def build_decoder(cfg):
     """``cfg``: GeneratorConfig."""
     return Generator(cfg.size, cfg.style_dim, cfg.n_mlp, cfg.channel_multiplier, cfg.channel_max)
+
+
+def interpolation_matrix(size_in, size_out, mode):
+    """[size_out, size_in] weights of 1-D resampling as torch's F.interpolate computes it.
+
+    nearest: output i copies input floor(i * size_in / size_out);
+    bilinear (align_corners=False): half-pixel centres, source (i + 0.5) * size_in / size_out - 0.5
+    clamped at the edges, weights 1 - frac and frac on its two neighbours."""
+    rows = np.arange(size_out)
+    mat = np.zeros((size_out, size_in), np.float32)
+    if mode == "nearest":
+        mat[rows, np.minimum(rows * size_in // size_out, size_in - 1)] = 1.0
+        return mat
+    src = np.maximum((rows + 0.5) * size_in / size_out - 0.5, 0.0)
+    lo = np.floor(src).astype(np.int64)
+    hi = np.minimum(lo + 1, size_in - 1)
+    frac = (src - lo).astype(np.float32)
+    np.add.at(mat, (rows, lo), 1.0 - frac)
+    np.add.at(mat, (rows, hi), frac)
+    return mat
+
+
+class CriticUpsample(nn.Cell):
+    """[B, C, P, P] -> [B, C, R, R]: the images the discriminator sees, ``nearest`` (the authors'
+    F.interpolate default) or ``bilinear``, as two products with fixed interpolation matrices.
+
+    Not ops.interpolate: the Lipschitz penalty differentiates this twice, and MindSpore 2.10 has
+    no gradient of the resize gradients (ResizeNearestNeighborV2Grad, ResizeBilinearGrad); a
+    reshape + broadcast_to repeat gives a zero double backward in PYNATIVE."""
+
+    def __init__(self, size_in, size_out, mode):
+        super().__init__()
+        if mode not in ("nearest", "bilinear"):
+            raise ValueError(f"discriminator upsampling must be 'nearest' or 'bilinear', got {mode!r}")
+        mat = interpolation_matrix(size_in, size_out, mode)
+        self.mat, self.mat_t = Tensor(mat), Tensor(np.ascontiguousarray(mat.T))  # constants, not parameters
+
+    def construct(self, img):
+        img = ops.matmul(img, self.mat_t)           # along width:  [B, C, P, R]
+        return ops.matmul(self.mat, img)            # along height: [B, C, R, R]
 
 
 def fuse_codes(w_plus, style_rows):
@@ -48,6 +89,7 @@ class ModifyNets(nn.Cell):
         self.gen_size, self.loss_size = g.size, cfg.loss_size
         factor = g.size // cfg.loss_size
         self.pool = nn.AvgPool2d(kernel_size=factor, stride=factor) if factor > 1 else None
+        self.to_critic = CriticUpsample(cfg.loss_size, g.size, cfg.disc_upsample) if factor > 1 else None
 
     def render(self, w_plus, noise):
         """W+ [B, L, S] -> image [B, 3, P, P] at the loss resolution."""
@@ -58,8 +100,8 @@ class ModifyNets(nn.Cell):
 
     def critic(self, img):
         """Discriminator logits [B, 1] of loss-resolution images, upsampled to the decoder's size."""
-        if self.gen_size != self.loss_size:
-            img = ops.interpolate(img, size=(self.gen_size, self.gen_size), mode="bilinear", align_corners=False)
+        if self.to_critic is not None:
+            img = self.to_critic(img)
         return self.discriminator(img)
 
     def stylize(self, x, noise, style_rows=None):

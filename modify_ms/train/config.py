@@ -105,6 +105,8 @@ class ModelConfig:
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     loss_nets: LossNetsConfig = field(default_factory=LossNetsConfig)
     loss_size: int = 256  # every loss at this resolution (generator output average-pooled), as the authors did
+    # how loss-size images go up to the discriminator's resolution: the authors' code uses nearest
+    disc_upsample: Literal["nearest", "bilinear"] = "nearest"
 
     def validate(self):
         if self.loss_size < 64:
