@@ -39,6 +39,7 @@ def workspace(tmp_path_factory):
     for i in range(4):
         _png(root / "style" / f"s{i}.png", rng)
     (root / "weights.ckpt").write_bytes(b"stand-in weights: only hashed for the cache key")
+    (root / "arcface.ckpt").write_bytes(b"stand-in: tiny_arcface replaces the loader (the tool checks it exists)")
     lpips = LPIPS("alex")  # the real v0.1 linear layers are non-negative: so are these random ones
     save_ms_checkpoint({p.name: np.abs(p.asnumpy()) if p.name.startswith("lin") else p.asnumpy()
                         for p in lpips.get_parameters()}, str(root / "lpips.ckpt"),
@@ -74,7 +75,7 @@ def tiny_inception(monkeypatch):
 
 def _all_metrics_args(w, inception):
     return ["--outputs", str(w / "outputs"), "--inputs", str(w / "inputs"), "--style", str(w / "style"),
-            "--inception", str(inception), "--arcface", "arcface.ckpt", "--lpips", str(w / "lpips.ckpt"),
+            "--inception", str(inception), "--arcface", str(w / "arcface.ckpt"), "--lpips", str(w / "lpips.ckpt"),
             "--report", str(w / "report"), "--cache-dir", str(w / "cache"), "--batch-size", "2", "--quiet",
             "--metric-size", "64"]
 
@@ -120,7 +121,7 @@ def test_identical_outputs_give_zero_identity_distance_and_diversity(workspace, 
     out.mkdir()
     for k in range(2):
         shutil.copy(workspace / "outputs" / f"face0_k{k}.png", out / f"face0_k{k}.png")
-    args = ["--outputs", str(out), "--inputs", str(workspace / "inputs"), "--arcface", "x.ckpt",
+    args = ["--outputs", str(out), "--inputs", str(workspace / "inputs"), "--arcface", str(workspace / "arcface.ckpt"),
             "--lpips", str(workspace / "lpips.ckpt"), "--quiet", "--metric-size", "64"]
     assert evaluate.main(args) == 0
     header, row = (out / "evaluation.csv").read_text().splitlines()
