@@ -25,6 +25,7 @@ from weights_convert.errors import CheckpointError
 from weights_convert.nvlabs_pkl import load_nvlabs_pkl
 
 S, C, RES = 16, 16, 8  # style dim, channels, resolution
+MBSTD_GROUP = 8  # D's recorded epilogue_kwargs.mbstd_group_size
 
 
 class _EasyDict(dict):
@@ -112,7 +113,9 @@ def _discriminator():
         ("skip", _conv(C, C, 1, bias=False))])
     b4 = _module("DiscriminatorEpilogue", children=[
         ("conv", _conv(C + 1, C, 3)), ("fc", _fc(C * 16, C)), ("out", _fc(C, 1))])
-    return _module("Discriminator", children=[("b8", b8), ("b4", b4)], c_dim=0, img_resolution=RES)
+    # as NVlabs' train.py records it (paper256: mbstd 8); the importer must not fall back to 4
+    return _module("Discriminator", children=[("b8", b8), ("b4", b4)], c_dim=0, img_resolution=RES,
+                   epilogue_kwargs=_EasyDict(mbstd_group_size=MBSTD_GROUP, mbstd_num_channels=1))
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +226,45 @@ def test_convert_ada_pickle(tmp_path, fake_pickle, capsys, which, arch):
     assert "nvlabs-pkl" in out and "stylegan2-ada Generator size=8" in out
     assert "stylegan2-ada Discriminator size=8" in out
     assert not sentinel.exists()
+
+
+def test_converted_ada_discriminator_uses_the_pickles_mbstd_group(tmp_path, fake_pickle, ms_mode):
+    """mbstd_group_size=8 from the pickle reaches the sidecar and the built network: at batch 8
+    it matches NVlabs' layer with group 8 (an importer keeping rosinality's 4 would use min(4, 8))."""
+    from parity_utils import assert_close, m, rel_err, t
+    from reference import stylegan2_ref as ref
+
+    path = fake_pickle[0]
+    dst = str(tmp_path / "d.ckpt")
+    meta = sg2.convert_stylegan2(path, dst, which="d")
+    assert (meta["kwargs"]["stddev_group"], meta["kwargs"]["stddev_feat"]) == (MBSTD_GROUP, 1)
+    model, _ = sg2.build_from_checkpoint(dst)
+    assert (model.stddev_group, model.stddev_feat) == (MBSTD_GROUP, 1)
+    params = {n: p.asnumpy() for n, p in model.parameters_and_names()}
+    x = np.random.default_rng(3).standard_normal((8, 3, RES, RES)).astype(np.float32)
+    outs = {}
+    for group in (MBSTD_GROUP, 4):
+        d_t = ref.Discriminator(RES, cm=2, cmax=C, nvlabs_mbstd=(group, 1))
+        missing, unexpected = d_t.load_state_dict({k: t(v) for k, v in params.items()}, strict=False)
+        assert not unexpected and all(k.endswith("kernel") for k in missing), missing
+        with torch.no_grad():
+            outs[group] = d_t(t(x)).numpy()
+    got = model(m(x))
+    assert_close(got, outs[MBSTD_GROUP], 1e-5, "D logits, group 8")
+    assert rel_err(outs[4], outs[MBSTD_GROUP]) > 1e-3  # the two groupings are distinguishable here
+
+
+def test_ada_minibatch_std_kwargs_from_recorded_init_kwargs(fake_pickle):
+    sd = load_nvlabs_pkl(fake_pickle[0])["D"]
+    assert sg2.ada_minibatch_std_kwargs({}, sd) == {"stddev_group": 4, "stddev_feat": 1}  # NVlabs defaults
+    whole = {"epilogue_kwargs": {"mbstd_group_size": None}}
+    assert sg2.ada_minibatch_std_kwargs(whole, sd) == {"stddev_group": None, "stddev_feat": 1}
+    assert sg2.infer_discriminator_kwargs(sd, "nvlabs-ada", whole)["stddev_group"] is None
+    assert "stddev_group" not in sg2.infer_discriminator_kwargs(sd, "nvlabs-ada")  # shapes only (inspect)
+    with pytest.raises(ValueError, match="mbstd_num_channels=2 but b4.conv.weight has 17 input channels"):
+        sg2.ada_minibatch_std_kwargs({"epilogue_kwargs": {"mbstd_num_channels": 2}}, sd)
+    with pytest.raises(ValueError, match="mbstd_group_size is 0"):
+        sg2.ada_minibatch_std_kwargs({"epilogue_kwargs": {"mbstd_group_size": 0}}, sd)
 
 
 # ------------------------------------------------------------------ hostile network pickles

@@ -116,6 +116,16 @@ def test_ada_discriminator_blocks(key_manifests, sources):
         np.testing.assert_array_equal(out[target], src[source], err_msg=target)
 
 
+def test_ada_discriminator_minibatch_std_from_paper256_kwargs(sources):
+    """paper256 records epilogue_kwargs.mbstd_group_size=8; b4.conv's 513 inputs = 512 + 1 stddev channel."""
+    src = sources["nvlabs_ada_D_256"]
+    paper256 = {"epilogue_kwargs": {"mbstd_group_size": 8, "mbstd_num_channels": 1}}
+    assert sg2.infer_discriminator_kwargs(src, "nvlabs-ada", paper256) == {
+        "size": 256, "channel_multiplier": 2, "channel_max": 512, "stddev_group": 8, "stddev_feat": 1}
+    with pytest.raises(ValueError, match="mbstd_num_channels=4 but b4.conv.weight has 513 input channels"):
+        sg2.infer_discriminator_kwargs(src, "nvlabs-ada", {"epilogue_kwargs": {"mbstd_num_channels": 4}})
+
+
 def _first_param_key(src):
     return next(k for k in src if not _is_kernel(k) and k != "latent_avg")
 

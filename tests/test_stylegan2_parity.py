@@ -197,3 +197,72 @@ def test_discriminator_features_and_stddev_groups(ms_mode):
         assert len(feats_ms) == len(feats_t) == 3
         for i, (a, b) in enumerate(zip(feats_ms, feats_t)):
             assert_close(a, b.detach(), FWD_TOL, f"feature {i}")
+
+
+# ------------------------------------------------------------------ minibatch stddev (NVlabs' group rule)
+class _MinibatchStd(nn.Cell):
+    def __init__(self, group, feat):
+        super().__init__()
+        self.group, self.feat = group, feat
+
+    def construct(self, x):
+        return sg.minibatch_stddev(x, self.group, self.feat)
+
+
+class _CotangentLoss(nn.Cell):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def construct(self, x, cot):
+        return (self.net(x) * cot).sum()
+
+
+# (group_size, num_channels, batch): 8 and None differ from rosinality's min(B, 4) at batch 8;
+# at batch 6 group 8 gives min(8, 6) = 6 and None the whole batch
+MBSTD_CASES = [(4, 1, 8), (8, 1, 8), (None, 1, 8), (8, 1, 6), (None, 1, 6), (2, 2, 8), (8, 1, 1)]
+
+
+@pytest.mark.parametrize("group, feat, batch", MBSTD_CASES, ids=[f"G{g}-F{f}-B{b}" for g, f, b in MBSTD_CASES])
+def test_minibatch_std_matches_nvlabs(ms_mode, group, feat, batch):
+    """Forward and input gradient of the layer against NVlabs' MinibatchStdLayer (rel 1e-5)."""
+    x = _x(batch, 4, 3, 3) + np.arange(batch, dtype=np.float32)[:, None, None, None] * 0.3
+    x_t = t(x).requires_grad_(True)
+    out_t = ref.nvlabs_minibatch_std(x_t, group, feat)
+    cot = np.random.default_rng(batch).standard_normal(out_t.shape).astype(np.float32)
+    (out_t * t(cot)).sum().backward()
+    layer = _MinibatchStd(group, feat)
+    assert_close(layer(m(x)), out_t.detach(), 1e-5, "forward")
+    grad = ms.grad(_CotangentLoss(layer), grad_position=0)(m(x), m(cot))
+    assert_close(grad, x_t.grad, 1e-5, "grad input")
+
+
+def test_minibatch_std_batch_the_group_does_not_divide(ms_mode):
+    """Batch 6, group 4: NVlabs' reshape fails; here a ValueError naming batch and group."""
+    x = _x(6, 4, 3, 3)
+    with pytest.raises(RuntimeError):
+        ref.nvlabs_minibatch_std(t(x), 4)
+    with pytest.raises(ValueError, match=r"batch 6 is not divisible by the group size 4 \(min\(stddev_group=4"):
+        _MinibatchStd(4, 1)(m(x))
+    with pytest.raises(ValueError, match="batch 6 is not divisible by the group size 4"):
+        sg.Discriminator(16, channel_multiplier=1, channel_max=8)(m(_x(6, 3, 16, 16)))
+
+
+NVLABS_D_CASES = [(8, 1, 8), (None, 2, 6)]
+
+
+@pytest.mark.parametrize("group, feat, batch", NVLABS_D_CASES, ids=[f"G{g}-F{f}-B{b}" for g, f, b in NVLABS_D_CASES])
+def test_discriminator_nvlabs_minibatch_std(ms_mode, group, feat, batch):
+    """Discriminator(stddev_group, stddev_feat) against the reference with NVlabs' layer."""
+    torch.manual_seed(0)
+    d_ms = sg.Discriminator(16, channel_multiplier=1, channel_max=8, stddev_group=group, stddev_feat=feat)
+    d_t = ref.Discriminator(16, cm=1, cmax=8, nvlabs_mbstd=(group, feat))
+    _check(d_ms, d_t, [_x(batch, 3, 16, 16)], seed=13)
+
+
+def test_discriminator_refuses_bad_stddev_settings():
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="stddev_group must be a positive int or None"):
+            sg.Discriminator(16, channel_multiplier=1, channel_max=8, stddev_group=bad)
+    with pytest.raises(ValueError, match="stddev_feat must be an int >= 0"):
+        sg.Discriminator(16, channel_multiplier=1, channel_max=8, stddev_feat=-1)

@@ -36,7 +36,15 @@ k = log2(r) - 3): ``weight`` [O,I,k,k] -> ``conv.weight`` [1,O,I,k,k],
 -> ``convs.j.conv1``, ``conv1`` -> ``convs.j.conv2``, ``skip`` ->
 ``convs.j.skip`` (j = log2(size/r) + 1), ``b4.conv`` -> ``final_conv``,
 ``b4.fc`` / ``b4.out`` -> ``final_linear.0`` / ``.1``; every
-``resample_filter`` must equal ``K``. Weights need no rescaling: both keep raw
+``resample_filter`` must equal ``K``. D's minibatch stddev comes from the
+pickle's recorded ``D`` init kwargs, ``epilogue_kwargs.mbstd_group_size``
+(8 in the paper256/paper512 configs, None = the whole batch) and
+``mbstd_num_channels`` -> ``Discriminator(stddev_group, stddev_feat)`` in the
+sidecar kwargs; a key the pickle does not record takes NVlabs'
+``DiscriminatorEpilogue`` default (4, 1), and ``mbstd_num_channels`` must
+agree with ``b4.conv.weight``'s input channels. The group at batch N is
+min(group, N), as NVlabs'; a batch it does not divide is a ValueError
+(NVlabs' reshape fails there too). Weights need no rescaling: both keep raw
 weights and apply ``1/sqrt(fan_in)`` (and lr multipliers) in forward.
 
 Known ADA-vs-rosinality differences NOT reproduced (renders differ slightly):
@@ -56,7 +64,8 @@ Public API
 ``rosinality_generator_rules(src_prefix='', dst_prefix='') -> list[Rule]``
 ``rosinality_discriminator_rules(src_prefix='', dst_prefix='') -> list[Rule]``
 ``ada_generator_rules() -> list[Rule]``, ``ada_discriminator_rules(size) -> list[Rule]``
-``infer_generator_kwargs(sd, layout) -> dict``, ``infer_discriminator_kwargs(sd, layout) -> dict``
+``infer_generator_kwargs(sd, layout) -> dict``, ``infer_discriminator_kwargs(sd, layout, init_kwargs=None) -> dict``
+``ada_minibatch_std_kwargs(init_kwargs, sd=None) -> {'stddev_group', 'stddev_feat'}``
 ``read_stylegan2(path, which=None, progress=False) -> StyleGAN2Source``
 ``convert_stylegan2(src, dst, which=None, size=None, channel_multiplier=None, progress=False) -> dict``
     Writes ``dst`` (.ckpt) + ``dst.json``; returns the sidecar meta.
@@ -83,6 +92,7 @@ __all__ = [
     "ada_discriminator_rules",
     "infer_generator_kwargs",
     "infer_discriminator_kwargs",
+    "ada_minibatch_std_kwargs",
     "read_stylegan2",
     "convert_stylegan2",
     "build_from_checkpoint",
@@ -93,6 +103,7 @@ __all__ = [
 WHICH = ("g_ema", "g", "d")
 ADA_NAMES = {"g_ema": "G_ema", "g": "G", "d": "D"}
 LATENT_AVG_SAMPLES = 4096
+ADA_MBSTD_DEFAULTS = {"mbstd_group_size": 4, "mbstd_num_channels": 1}  # NVlabs DiscriminatorEpilogue
 OPTIONAL = (r".*num_batches_tracked",)
 
 
@@ -256,8 +267,38 @@ def infer_generator_kwargs(sd, layout="rosinality"):
             "channel_multiplier": _channel_multiplier(rgb, channel_max), "channel_max": channel_max}
 
 
-def infer_discriminator_kwargs(sd, layout="rosinality"):
-    """Discriminator(size, channel_multiplier, channel_max) from shapes."""
+def ada_minibatch_std_kwargs(init_kwargs, sd=None):
+    """Discriminator(stddev_group, stddev_feat) from an ADA ``D``'s recorded init kwargs.
+
+    ``init_kwargs['epilogue_kwargs']`` holds ``mbstd_group_size`` (None: whole batch)
+    and ``mbstd_num_channels``; a missing key takes NVlabs' default (4, 1). With
+    ``sd``, the channel count is checked against ``b4.conv.weight`` [C, C4 + F, 3, 3].
+    """
+    epilogue = init_kwargs.get("epilogue_kwargs") if isinstance(init_kwargs, dict) else None
+    epilogue = epilogue if isinstance(epilogue, dict) else {}
+    got = {k: epilogue.get(k, default) for k, default in ADA_MBSTD_DEFAULTS.items()}
+    group, feat = got["mbstd_group_size"], got["mbstd_num_channels"]
+    if group is not None and (isinstance(group, bool) or not isinstance(group, int) or group < 1):
+        raise ValueError(f"epilogue_kwargs.mbstd_group_size is {group!r}, not a positive int or None")
+    if isinstance(feat, bool) or not isinstance(feat, int) or feat < 0:
+        raise ValueError(f"epilogue_kwargs.mbstd_num_channels is {feat!r}, not an int >= 0")
+    if sd is not None:
+        conv_in = _need(sd, "b4.conv.weight", "stylegan2-ada Discriminator")[1]
+        last = [(int(m[1]), np.shape(v)[0]) for k, v in sd.items()
+                for m in [re.fullmatch(r"b(\d+)\.conv1\.weight", k)] if m]
+        features = min(last)[1] if last else None  # b8 outputs the 4x4 features
+        if features is not None and conv_in != features + feat:
+            raise ValueError(f"mbstd_num_channels={feat} but b4.conv.weight has {conv_in} input channels "
+                             f"for {features} features (expected {features + feat})")
+    return {"stddev_group": group, "stddev_feat": feat}
+
+
+def infer_discriminator_kwargs(sd, layout="rosinality", init_kwargs=None):
+    """Discriminator(size, channel_multiplier, channel_max) from shapes.
+
+    For ``layout='nvlabs-ada'`` with ``init_kwargs`` (the pickle's recorded ``D``
+    init kwargs), also ``stddev_group``/``stddev_feat``: :func:`ada_minibatch_std_kwargs`.
+    """
     if layout == "nvlabs-ada":
         out = {int(m[1]): np.shape(v)[0] for k, v in sd.items()
                for m in [re.fullmatch(r"b(\d+)\.conv1\.weight", k)] if m}  # block b{r} outputs r/2
@@ -277,8 +318,11 @@ def infer_discriminator_kwargs(sd, layout="rosinality"):
         res_channels[size] = _need(sd, "convs.0.0.weight", "rosinality Discriminator")[0]
         ch4 = _need(sd, "final_conv.0.weight", "rosinality Discriminator")[0]
     channel_max = int(ch4) if ch4 < 512 else 512
-    return {"size": int(size), "channel_multiplier": _channel_multiplier(res_channels, channel_max),
-            "channel_max": channel_max}
+    kwargs = {"size": int(size), "channel_multiplier": _channel_multiplier(res_channels, channel_max),
+              "channel_max": channel_max}
+    if layout == "nvlabs-ada" and init_kwargs is not None:
+        kwargs.update(ada_minibatch_std_kwargs(init_kwargs, sd))
+    return kwargs
 
 
 # ------------------------------------------------------------------ reading the sources
@@ -417,8 +461,12 @@ def convert_stylegan2(src, dst, which=None, size=None, channel_multiplier=None, 
     source = read_stylegan2(src, which, progress)
     sd = source.state_dict
     try:
-        infer = infer_discriminator_kwargs if source.kind == "discriminator" else infer_generator_kwargs
-        kwargs = infer(sd, source.layout)
+        if source.kind == "discriminator":
+            init_kwargs = source.meta.get("ada_network", {}).get("init_kwargs") or {}
+            kwargs = infer_discriminator_kwargs(sd, source.layout,
+                                                init_kwargs if source.layout == "nvlabs-ada" else None)
+        else:
+            kwargs = infer_generator_kwargs(sd, source.layout)
     except ValueError as exc:
         raise CheckpointError(src, str(exc))
     if size is not None:

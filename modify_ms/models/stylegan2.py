@@ -214,10 +214,34 @@ class ResBlock(nn.Cell):
         return (out + self.skip(x)) / math.sqrt(2.0)
 
 
+def stddev_group_for(batch, group_size):
+    """Group size used at ``batch``: min(group_size, batch), the whole batch when ``group_size`` is None.
+
+    NVlabs' rule (stylegan2-ada ``MinibatchStdLayer``); rosinality's is the same with 4.
+    A batch the group does not divide (batch 6 with group 4) makes NVlabs' reshape fail;
+    here it is a one-line ValueError naming the batch and the group (a plain ValueError:
+    GRAPH_MODE can raise only Python's built-in exception types).
+    """
+    group = batch if group_size is None else min(group_size, batch)
+    if batch % group:
+        raise ValueError(f"minibatch stddev: batch {batch} is not divisible by the group size {group} "
+                         f"(min(stddev_group={group_size}, batch)); use a multiple of it or a batch below it")
+    return group
+
+
 def minibatch_stddev(x, group_size=4, num_features=1):
-    """Append the std of each feature over groups of the batch (group = min(B, group_size))."""
+    """Append ``num_features`` channels: the std of each feature over groups of the batch.
+
+    ``group_size`` None means the whole batch; see :func:`stddev_group_for` for the rule
+    and the error on a batch it does not divide. ``num_features`` splits the C channels
+    into F features of C/F channels (NVlabs' ``mbstd_num_channels``; 0: nothing appended).
+    """
+    if num_features == 0:
+        return x
     b, c, h, w = x.shape
-    group = min(b, group_size)
+    group = stddev_group_for(b, group_size)
+    if c % num_features:
+        raise ValueError(f"minibatch stddev: {c} channels cannot be split into {num_features} features")
     y = x.reshape(group, b // group, num_features, c // num_features, h, w)
     # variance written out: ops.var's gradient is NaN over a group of one (batch-1 stage 2)
     y = y - y.mean(axis=0, keep_dims=True)
@@ -232,11 +256,17 @@ class Discriminator(nn.Cell):
 
     With ``return_features`` it also returns the activations after ``convs.0`` and
     every ResBlock (resolution R, R/2, ..., 4), which JoJoGAN and MMFS use as a
-    perceptual loss. The batch size must be divisible by min(B, 4).
+    perceptual loss.
+
+    Minibatch stddev: groups of ``min(stddev_group, B)`` samples (``stddev_group`` None:
+    the whole batch), ``stddev_feat`` appended channels (0: none). Rosinality's network
+    is (4, 1); an NVlabs stylegan2-ada pickle gives its ``mbstd_group_size`` (8 in the
+    paper256/paper512 configs) and ``mbstd_num_channels``. A batch the group does not
+    divide raises a ValueError naming both (NVlabs' own reshape fails there).
     """
 
     def __init__(self, size, channel_multiplier=2, channel_max=512, blur_kernel=(1, 3, 3, 1),
-                 stddev_group=4):
+                 stddev_group=4, stddev_feat=1):
         super().__init__()
         log_size = check_size(size)
         self.size = size
@@ -250,8 +280,14 @@ class Discriminator(nn.Cell):
             convs.append(ResBlock(in_channel, out_channel, blur_kernel))
             in_channel = out_channel
         self.convs = nn.SequentialCell(convs)
+        if stddev_group is not None and (isinstance(stddev_group, bool) or not isinstance(stddev_group, int)
+                                         or stddev_group < 1):
+            raise ValueError(f"stddev_group must be a positive int or None (whole batch), got {stddev_group!r}")
+        if isinstance(stddev_feat, bool) or not isinstance(stddev_feat, int) or stddev_feat < 0:
+            raise ValueError(f"stddev_feat must be an int >= 0, got {stddev_feat!r}")
         self.stddev_group = stddev_group
-        self.final_conv = ConvLayer(in_channel + 1, channels[4], 3)
+        self.stddev_feat = stddev_feat
+        self.final_conv = ConvLayer(in_channel + stddev_feat, channels[4], 3)
         self.final_linear = nn.SequentialCell([
             EqualLinear(channels[4] * 4 * 4, channels[4], activation="fused_lrelu"),
             EqualLinear(channels[4], 1)])
@@ -261,7 +297,7 @@ class Discriminator(nn.Cell):
         for block in self.convs:
             x = block(x)
             features = features + (x,)
-        out = minibatch_stddev(x, self.stddev_group)
+        out = minibatch_stddev(x, self.stddev_group, self.stddev_feat)
         out = self.final_conv(out)
         out = self.final_linear(out.reshape(out.shape[0], -1))
         if return_features:

@@ -211,9 +211,34 @@ class ResBlock(nn.Module):
         return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
 
 
+def nvlabs_minibatch_std(x, group_size, num_channels=1):
+    """stylegan2-ada's MinibatchStdLayer, step by step as NVlabs writes it.
+
+    G = min(group_size, N) (N when group_size is None); x viewed as [G, N/G, F, C/F, H, W]:
+    subtract the group mean, mean of squares over the group, sqrt(. + 1e-8), average over
+    channels and pixels -> [N/G, F], repeated over the group and the pixels, appended as
+    F channels. A batch G does not divide fails in the reshape (torch RuntimeError), as NVlabs'.
+    """
+    n, c, h, w = x.shape
+    g = n if group_size is None else min(group_size, n)
+    f = num_channels
+    y = x.reshape(g, -1, f, c // f, h, w)
+    y = y - y.mean(dim=0)
+    y = y.square().mean(dim=0)
+    y = (y + 1e-8).sqrt()
+    y = y.mean(dim=[2, 3, 4])
+    y = y.reshape(-1, f, 1, 1)
+    y = y.repeat(g, 1, h, w)
+    return torch.cat([x, y], dim=1)
+
+
 class Discriminator(nn.Module):
-    def __init__(self, size, cm=2, cmax=512):
+    """Rosinality's minibatch stddev (group min(B, 4), one feature) unless ``nvlabs_mbstd``
+    = (group_size, num_channels) selects NVlabs' layer (:func:`nvlabs_minibatch_std`)."""
+
+    def __init__(self, size, cm=2, cmax=512, nvlabs_mbstd=None):
         super().__init__()
+        self.nvlabs_mbstd = nvlabs_mbstd
         ch = channels(cm, cmax)
         log_size = int(math.log2(size))
         convs = [conv_layer(3, ch[size], 1)]
@@ -222,7 +247,7 @@ class Discriminator(nn.Module):
             convs.append(ResBlock(i_ch, ch[2 ** (r - 1)]))
             i_ch = ch[2 ** (r - 1)]
         self.convs = nn.Sequential(*convs)
-        self.final_conv = conv_layer(i_ch + 1, ch[4], 3)
+        self.final_conv = conv_layer(i_ch + (1 if nvlabs_mbstd is None else nvlabs_mbstd[1]), ch[4], 3)
         self.final_linear = nn.Sequential(EqualLinear(ch[4] * 16, ch[4], act=True), EqualLinear(ch[4], 1))
 
     def forward(self, x, return_features=False):
@@ -230,11 +255,14 @@ class Discriminator(nn.Module):
         for block in self.convs:
             x = block(x)
             feats.append(x)
-        b, c, h, w = x.shape
-        g = min(b, 4)
-        y = x.view(g, -1, 1, c, h, w)
-        y = torch.sqrt(y.var(0, unbiased=False) + 1e-8).mean([2, 3, 4]).view(-1, 1, 1, 1).repeat(g, 1, h, w)
-        out = self.final_conv(torch.cat([x, y], 1))
+        if self.nvlabs_mbstd is not None:
+            out = self.final_conv(nvlabs_minibatch_std(x, *self.nvlabs_mbstd))
+        else:
+            b, c, h, w = x.shape
+            g = min(b, 4)
+            y = x.view(g, -1, 1, c, h, w)
+            y = torch.sqrt(y.var(0, unbiased=False) + 1e-8).mean([2, 3, 4]).view(-1, 1, 1, 1).repeat(g, 1, h, w)
+            out = self.final_conv(torch.cat([x, y], 1))
         out = self.final_linear(out.flatten(1))
         return (out, feats) if return_features else out
 
