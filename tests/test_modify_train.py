@@ -47,6 +47,17 @@ def changed(before, cell):
     return any(not np.array_equal(before[n], after[n]) for n in before)
 
 
+def batch_norm_stats(cell):
+    """The BatchNorm running statistics (moving_mean / moving_variance) of a cell."""
+    stats = {n: v for n, v in snapshot(cell).items() if n.endswith(("moving_mean", "moving_variance"))}
+    assert stats, "no BatchNorm in the cell"
+    return stats
+
+
+def moved(before, after):
+    return [n for n in before if not np.array_equal(before[n], after[n])]
+
+
 @pytest.fixture(scope="module")
 def stage1(tmp_path_factory):
     """A trainer after a full tiny schedule (3 + 3 steps), with per-phase change records."""
@@ -59,6 +70,7 @@ def stage1(tmp_path_factory):
     batches = [pipeline.arrays(b) for b in pipeline.dataset.create_tuple_iterator(output_numpy=True, num_epochs=1)]
     nets = {"encoder": trainer.nets.encoder, "decoder": trainer.nets.decoder, "remap": trainer.nets.remap_net,
             "discriminator": trainer.nets.discriminator}
+    encoder_stats, arcface = batch_norm_stats(trainer.nets.encoder), snapshot(trainer.loss_nets.identity)
     records, changes = [], []
     for i in range(6):
         before = {k: snapshot(v) for k, v in nets.items()}
@@ -72,7 +84,10 @@ def stage1(tmp_path_factory):
     with open(os.path.join(run_dir, "config.yaml"), "w") as fh:
         import yaml
         yaml.safe_dump(__import__("dataclasses").asdict(cfg), fh)
-    return dict(trainer=trainer, records=records, changes=changes, batches=batches, ckpt3=ckpt3, run_dir=run_dir)
+    bn = dict(encoder_before=encoder_stats, encoder_after=batch_norm_stats(trainer.nets.encoder),
+              arcface_before=arcface, arcface_after=snapshot(trainer.loss_nets.identity))
+    return dict(trainer=trainer, records=records, changes=changes, batches=batches, ckpt3=ckpt3, run_dir=run_dir,
+                bn=bn, encoder_final=snapshot(trainer.nets.encoder))
 
 
 def test_schedule_switches_at_the_right_step(stage1):
@@ -89,6 +104,29 @@ def test_each_phase_trains_exactly_its_networks(stage1):
         assert change["encoder"] and change["decoder"] and change["discriminator"], (i, change)
         # M gets no gradient in phase 0 (y_z is not even rendered); the swap loss trains it in phase 1
         assert change["remap"] == (i >= 3), (i, change)
+
+
+def test_stage1_trains_the_encoder_in_training_mode(stage1):
+    """pSp / the authors train E with batch statistics, updating its running statistics; ArcFace
+    (the identity loss) stays in inference mode: every parameter and statistic bit-identical."""
+    bn = stage1["bn"]
+    assert len(moved(bn["encoder_before"], bn["encoder_after"])) == len(bn["encoder_before"])
+    assert not moved(bn["arcface_before"], bn["arcface_after"])
+
+
+def test_stage1_samples_render_in_inference_mode(stage1):
+    """The sample grid uses E's running statistics: rendering moves none of them, and a row of the
+    grid does not depend on the other images of its batch (batch statistics would mix them)."""
+    trainer = stage1["trainer"]
+    y, other = stage1["batches"][0][0], stage1["batches"][1][0]
+    before = batch_norm_stats(trainer.nets.encoder)
+    rows = trainer.sample_rows(y)
+    mixed = trainer.sample_rows(np.concatenate([y[:1], other[1:]]))
+    assert not moved(before, batch_norm_stats(trainer.nets.encoder))
+    assert len(rows) == 3 and rows[0] is y
+    for a, b in zip(rows[1:], mixed[1:]):
+        np.testing.assert_allclose(a[:1], b[:1], rtol=1e-5, atol=1e-5)
+    assert trainer.nets.encoder.training  # back in training mode for the next step
 
 
 def test_swap_loss_uses_the_same_z_as_the_render(stage1):
@@ -122,7 +160,8 @@ def test_checkpoint_resume_gives_the_same_losses(stage1):
     are not bit-reproducible): 1e-5 relative. Anything not restored (an Adam moment, the
     RNG, the phase) changes the losses by orders of magnitude more."""
     trainer = stage1["trainer"]
-    final = {k: v.copy() for k, v in snapshot(trainer.nets.encoder).items()}
+    # the end of the schedule (E is in training mode: tests that call it directly move its statistics)
+    final = stage1["encoder_final"]
     trainer.resume(stage1["ckpt3"])
     assert trainer.step == 3
     replay = [trainer.train_step(*stage1["batches"][i % len(stage1["batches"])]) for i in range(3, 6)]
@@ -180,6 +219,26 @@ def test_stage2_freezes_teacher_decoder_and_remap(stage2_model):
     for key, cell in (("teacher", model.nets.encoder), ("decoder", model.nets.decoder),
                       ("remap", model.nets.remap_net)):
         assert not changed(frozen[key], cell), f"{key} changed in stage 2"
+
+
+def test_stage2_trains_the_student_in_training_mode_and_reset_restores_it(stage2_model):
+    """E' trains with batch statistics (its running statistics move), the teacher E stays in inference
+    mode (bit-identical, although it renders the discriminator's "real" every update), stylize()
+    moves nothing, and reset() restores E''s running statistics exactly."""
+    model, _ = stage2_model
+    x = _photos(64)[0][1]
+    model.reset(seed_key=2)
+    initial, teacher = batch_norm_stats(model.student), snapshot(model.nets.encoder)
+    for _ in range(2):
+        model.update(x)
+    trained = batch_norm_stats(model.student)
+    assert len(moved(initial, trained)) == len(initial)
+    assert not moved(teacher, snapshot(model.nets.encoder))
+    model.stylize(x)
+    model.objective(x)
+    assert not moved(trained, batch_norm_stats(model.student))
+    model.reset(seed_key=2)
+    assert not moved(initial, batch_norm_stats(model.student))
 
 
 def test_test_time_adapts_and_is_order_independent(stage2_model, tmp_path):

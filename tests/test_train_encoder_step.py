@@ -1,7 +1,12 @@
 """Training-time behaviour: a compiled step that trains the pSp encoder through a frozen StyleGAN2 decoder
 with L2 + LPIPS + ArcFace identity losses (MODIFY's stage-2 loss on x' = D(E'(x))) changes the encoder's
 parameters only. The decoder's, the identity network's and LPIPS' weights, and the identity network's
-BatchNorm statistics, are bit-identical afterwards, although the whole step runs in training mode.
+BatchNorm statistics, are bit-identical afterwards, although the whole step runs in training mode
+(set on the parent here: frozen networks must survive a parent's set_train(True)).
+
+What the trainers themselves do (E and E' in training mode, their running statistics moving, the
+teacher and ArcFace untouched, renders of outputs in inference mode, reset restoring E''s statistics)
+is tested through Stage1Trainer and Stage2Model in tests/test_modify_train.py, not on this hand-built loop.
 """
 import numpy as np
 import pytest
@@ -82,5 +87,3 @@ def test_step_trains_only_the_encoder(nets):
     assert len(trainable) == len(weights)
     unchanged = [n for n in trainable if np.array_equal(after[n], before["encoder"][n])]
     assert not unchanged, f"encoder parameters not updated: {unchanged[:5]}"
-    # the encoder's own BatchNorm is in training mode: its running statistics move
-    assert not np.array_equal(after["input_layer.1.moving_mean"], before["encoder"]["input_layer.1.moving_mean"])

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import mindspore as ms
+from mindspore import nn, ops
 
 from ..data.dataset import build_dataset, make_pipeline
 from ..models.modify import ModifyNets
@@ -21,6 +22,19 @@ from .common import (LOSS_NETS_FILE, LossNets, MetricsLog, ResumePoint, RunCheck
 from .steps import STAGE1_TERMS, CriticLoss, Stage1Loss, UpdateStep
 
 TRAINED = {"encoder": "encoder", "decoder": "decoder", "remap": "remap_net"}
+
+
+class _SampleRender(nn.Cell):
+    """The sample grid's rows y_r = D(E(y)) and y_z = D({w_l, M(z)}) (every phase shows both), no gradients."""
+
+    def __init__(self, nets):
+        super().__init__(auto_prefix=False)
+        self.nets = nets
+
+    def construct(self, y, z, noise):
+        y_r = self.nets.stylize(y, noise)
+        y_z = self.nets.stylize(y, noise, self.nets.remap_net(z))
+        return ops.stop_gradient(y_r), ops.stop_gradient(y_z)
 
 
 def phase_at(phases, step):
@@ -45,6 +59,12 @@ class Stage1Trainer:
         self.nets = ModifyNets(cfg.model)
         self.loss_nets = LossNets(cfg.model.loss_nets, cfg.model.loss_size)
         load_pretrained(self.nets, self.loss_nets, cfg.weights, log)
+        # E trains in training mode (batch statistics, running statistics updated), as pSp's and the
+        # authors' coach (net.train()); MindSpore cells start in inference mode. Only E: the decoder,
+        # M and Dis have no BatchNorm, and ArcFace/LPIPS are frozen (their BatchNorm never uses batch
+        # statistics). Sample grids switch E to inference mode while they render (sample_rows).
+        self.nets.encoder.set_train(True)
+        self.sample_render = _SampleRender(self.nets)
         self.optimizers = {name: adam(getattr(self.nets, attr), cfg.optim) for name, attr in TRAINED.items()}
         self.optimizers["discriminator"] = adam(self.nets.discriminator, cfg.optim)
         self.step_cells = {}
@@ -90,11 +110,12 @@ class Stage1Trainer:
         index, _ = phase_at(self.cfg.phases, self.step)
         phase = self.cfg.phases[index]
         g_step, d_step = self.phase_cells(index)
+        self.nets.encoder.set_train(True)  # a flag only: each compiled graph keeps the mode it was built in
         batch = y.shape[0]
         z = ms.Tensor(self.rng.standard_normal((batch, self.nets.remap_net.z_dim), dtype=np.float32))
         noise_r = host_noise(self.nets.decoder, batch, self.rng, self.cfg.run.noise)
         noise_z = host_noise(self.nets.decoder, batch, self.rng, self.cfg.run.noise)
-        total, terms, y_r, y_z = g_step(ms.Tensor(y), z, noise_r, noise_z)
+        total, terms, y_r, y_z = g_step(ms.Tensor(y), z, noise_r, noise_z)  # y_r, y_z: batch statistics
         record = {"step": self.step + 1, "phase": index, "loss": float(total.asnumpy())}
         record.update({k: float(v.asnumpy()) for k, v in zip(STAGE1_TERMS, terms)})
         if d_step is not None:
@@ -104,8 +125,24 @@ class Stage1Trainer:
             d_loss, real_logit = d_step(ms.Tensor(y_real), fakes, alpha)
             record.update(d_loss=float(d_loss.asnumpy()), d_real=float(real_logit.asnumpy()))
         self.step += 1
-        self.last_images = (y, y_r.asnumpy(), y_z.asnumpy())
+        self.last_batch = y
         return record
+
+    def sample_rows(self, y):
+        """Grid rows [y, y_r, y_z] for the batch y, rendered as at inference: E with its running
+        statistics (pSp's inference), so the grid moves no statistic and each image depends on
+        itself only. z and noise come from a generator seeded by (run.seed, step), never from the
+        training stream, so samples do not change the training that follows."""
+        rng = np.random.default_rng([self.cfg.run.seed, self.step])
+        batch = y.shape[0]
+        z = ms.Tensor(rng.standard_normal((batch, self.nets.remap_net.z_dim), dtype=np.float32))
+        noise = host_noise(self.nets.decoder, batch, rng, self.cfg.run.noise)
+        self.nets.encoder.set_train(False)
+        try:
+            y_r, y_z = self.sample_render(ms.Tensor(y), z, noise)
+        finally:
+            self.nets.encoder.set_train(True)
+        return [y, y_r.asnumpy(), y_z.asnumpy()]
 
     # ----------------------------------------------------------------- loop
     def log_step(self, record, total, bar, metrics, t0):
@@ -118,7 +155,7 @@ class Stage1Trainer:
             bar.set_postfix({k: f"{record[k]:.3f}" for k in ("loss", "l2", "lpips", "id", "swap")})
         if self.step % run.sample_every == 0 or self.step == total:
             path = os.path.join(self.run_dir, "samples", f"step_{self.step:08d}.png")
-            save_grid(path, list(self.last_images))  # rows: y | y_r | y_z
+            save_grid(path, self.sample_rows(self.last_batch))  # rows: y | y_r | y_z
         if self.step % run.ckpt_every == 0 or self.step == total:
             self.save()
 

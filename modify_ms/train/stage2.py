@@ -77,6 +77,12 @@ class Stage2Model:
         self.student = build_encoder(s1.model.encoder, self.nets.n_latent, s1.model.generator.style_dim,
                                      s1.model.loss_size)
         self.student.update_parameters_name("student.")
+        # E' trains in training mode (batch statistics, running statistics updated), as the authors'
+        # coach; the teacher E, the decoder and the loss networks stay in inference mode (cells start
+        # there and nothing here switches a parent of them). Renders of outputs switch E' to
+        # inference mode while they run (_inference).
+        self.student.set_train(True)
+        self.nets.set_train(False)
         # exactly the loss networks stage 1 trained with (saved in its run); E, D, M, Dis from its checkpoint
         load_loss_nets(self.loss_nets, os.path.dirname(os.path.dirname(os.path.abspath(self.stage1_ckpt))))
         load_checkpoint_into(self.stage1_ckpt, self._stage1_groups(), partial=True)
@@ -107,7 +113,8 @@ class Stage2Model:
 
     # ----------------------------------------------------------------- reset (test-time)
     def _snapshot(self):
-        """Stage-1 values of E' (= E), Dis and fresh optimizer states, kept to reset in place."""
+        """Stage-1 values of E' (= E), Dis and fresh optimizer states, kept to reset in place.
+        get_parameters() includes E''s BatchNorm running statistics (Parameters without gradient)."""
         self.student_copy_from_teacher()
         return {id(p): p.asnumpy().copy() for cell in self.groups().values() for p in cell.get_parameters()}
 
@@ -129,8 +136,17 @@ class Stage2Model:
     def noise(self, batch):
         return host_noise(self.nets.decoder, batch, self.rng, self.cfg.run.noise)
 
+    def _inference(self, render, *inputs):
+        """Run a render with E' on its running statistics (pSp's inference), then back to training mode."""
+        self.student.set_train(False)
+        try:
+            return render(*inputs).asnumpy()
+        finally:
+            self.student.set_train(True)
+
     def update(self, x):
         """One E' update (and one Dis update) on the batch x [B, 3, P, P]; returns the metrics record."""
+        self.student.set_train(True)  # a flag only: each compiled graph keeps the mode it was built in
         x = ms.Tensor(x)
         batch = x.shape[0]
         total, terms, x_out = self.g_step(x, self.noise(batch))
@@ -148,18 +164,20 @@ class Stage2Model:
         """x' = D(E'(x)) with noise from a fixed seed (deterministic outputs)."""
         x = ms.Tensor(x)
         rng = np.random.default_rng(noise_seed)
-        return self.student_render(x, host_noise(self.nets.decoder, x.shape[0], rng, self.cfg.run.noise)).asnumpy()
+        return self._inference(self.student_render, x, host_noise(self.nets.decoder, x.shape[0], rng,
+                                                                  self.cfg.run.noise))
 
     def variants(self, x, zs, noise_seed=0):
         """K stylizations of one photo x [1, 3, P, P] from K style samples zs [K, Z]."""
         k = zs.shape[0]
         xs = ms.Tensor(np.repeat(x, k, axis=0))
         rng = np.random.default_rng(noise_seed)
-        return self.fused_render(xs, ms.Tensor(zs.astype(np.float32)),
-                                 host_noise(self.nets.decoder, k, rng, self.cfg.run.noise)).asnumpy()
+        return self._inference(self.fused_render, xs, ms.Tensor(zs.astype(np.float32)),
+                               host_noise(self.nets.decoder, k, rng, self.cfg.run.noise))
 
     def objective(self, x):
-        """L2 + LPIPS + ID of x vs D(E'(x)) without updating (to measure adaptation)."""
+        """L2 + LPIPS + ID of x vs D(E'(x)) without updating (to measure adaptation); the output that
+        stylize() writes, so E' on its running statistics."""
         x_out = ms.Tensor(self.stylize(x))
         xt = ms.Tensor(x)
         w = self.cfg.weights
