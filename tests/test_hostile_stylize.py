@@ -204,7 +204,8 @@ def test_same_command_twice_gives_the_same_bytes(stage1_run, tmp_path):
     for run in ("first", "second"):
         out = tmp_path / run / "astronaut.png"
         args = [a.replace(STAGE1, stage1_run) for a in _stylize(
-            "--input", "builtin:astronaut", "--output", str(out), "--steps", "2", "--variants", "2")]
+            "--input", "builtin:astronaut", "--output", str(out), "--steps", "2", "--variants", "2",
+            "--interpolate", "2")]  # test_modify_cli's variant counts: its graphs come from this compile cache
         proc = run_tool(args, cwd=str(tmp_path))
         assert proc.returncode == 0, proc.stderr[-3000:]
         files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / run).iterdir()}
