@@ -218,11 +218,16 @@ def stddev_group_for(batch, group_size):
     """Group size used at ``batch``: min(group_size, batch), the whole batch when ``group_size`` is None.
 
     NVlabs' rule (stylegan2-ada ``MinibatchStdLayer``); rosinality's is the same with 4.
-    A batch the group does not divide (batch 6 with group 4) makes NVlabs' reshape fail;
-    here it is a one-line ValueError naming the batch and the group (a plain ValueError:
-    GRAPH_MODE can raise only Python's built-in exception types).
+    Pure arithmetic: it runs inside compiled (and twice-differentiated) graphs, where a raise
+    breaks the gradient-penalty graph; the batch is checked on the host by ``check_stddev_batch``.
     """
-    group = batch if group_size is None else min(group_size, batch)
+    return batch if group_size is None else min(group_size, batch)
+
+
+def check_stddev_batch(batch, group_size):
+    """Host-side check, before a step is compiled: a batch the group does not divide (batch 6
+    with group 4) would make the stddev reshape fail (NVlabs' too); one ValueError line instead."""
+    group = stddev_group_for(batch, group_size)
     if batch % group:
         raise ValueError(f"minibatch stddev: batch {batch} is not divisible by the group size {group} "
                          f"(min(stddev_group={group_size}, batch)); use a multiple of it or a batch below it")
@@ -232,8 +237,8 @@ def stddev_group_for(batch, group_size):
 def minibatch_stddev(x, group_size=4, num_features=1):
     """Append ``num_features`` channels: the std of each feature over groups of the batch.
 
-    ``group_size`` None means the whole batch; see :func:`stddev_group_for` for the rule
-    and the error on a batch it does not divide. ``num_features`` splits the C channels
+    ``group_size`` None means the whole batch; see :func:`stddev_group_for` for the rule and
+    :func:`check_stddev_batch` for the host-side check of a batch it does not divide. ``num_features`` splits the C channels
     into F features of C/F channels (NVlabs' ``mbstd_num_channels``; 0: nothing appended).
     """
     if num_features == 0:
