@@ -1,5 +1,5 @@
 """Importers of the encoder/loss weights: coverage of the real layouts (every key of the manifests in
-shared/fixtures/checkpoint_key_manifests.json maps onto exactly one MindSpore parameter of the right
+modify_ms/assets/manifests/checkpoint_key_manifests.json maps onto exactly one MindSpore parameter of the right
 shape, and every parameter is filled), strictness (a missing, extra or mis-shaped key is refused), and
 end-to-end conversions through the command line of files written by torch.save in the real layouts
 (zip and legacy serialisation), checked numerically against the torch reference.

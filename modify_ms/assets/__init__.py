@@ -1,4 +1,4 @@
-"""Files that ship inside the package (no download, no ``../shared``).
+"""Files that ship inside the package (no download; nothing read from beside the repository).
 
 * ``lpips_v0.1/{alex,vgg,squeeze}.pth``: the LPIPS authors' v0.1 linear layers
   (BSD-2-Clause, see ``lpips_v0.1/LICENSE``), in PyTorch's legacy serialization,
