@@ -5,10 +5,6 @@ stage-2 modes with tools/stylize.py on real bundled photos (GRAPH_MODE, as users
 """
 import json
 import os
-import subprocess
-import sys
-
-import pytest
 
 from tiny_run import overrides, run_tool
 

@@ -8,7 +8,6 @@ stage 2 freezes the teacher encoder, the decoder and M; test-time adaptation rea
 updates E' (fresh optimizer per photo) and lowers the objective; results for two photos
 do not depend on their order; online writes one output per input in arrival order.
 """
-import json
 import os
 
 import numpy as np

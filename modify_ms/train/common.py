@@ -6,7 +6,6 @@ import json
 import os
 import random
 import sys
-import time
 
 import numpy as np
 import mindspore as ms
@@ -16,7 +15,6 @@ from ..config import save_resolved
 from ..data.imageio import save_image_atomic
 from ..losses.identity import IdentityLoss
 from ..losses.lpips import LPIPS, packaged_linear_layers
-from ..models.modify import ModifyNets
 from ..utils.checkpoint import (CheckpointFileError, atomic_write_json, fill_cell, load_groups, named_arrays,
                                 read_arrays, save_arrays)
 from ..utils.images import make_grid

@@ -5,7 +5,6 @@ weights in the FID layout; prints one ``RESULT {json}`` line.
 """
 import argparse
 import json
-import os
 import time
 
 import torch
