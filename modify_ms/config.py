@@ -267,8 +267,7 @@ def to_dict(cfg: Any) -> Dict[str, Any]:
 
 
 def save_resolved(cfg: Any, path: str) -> None:
-    """Write the resolved config (after overrides) as YAML, atomically."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        yaml.safe_dump(to_dict(cfg), fh, sort_keys=False)
-    os.replace(tmp, path)
+    """Write the resolved config (after overrides) as YAML, atomically (temporary file, rename)."""
+    from .data.imageio import write_bytes_atomic
+
+    write_bytes_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False).encode("utf-8"))
