@@ -7,7 +7,7 @@ The checkpoint is a rosinality training checkpoint built from the PyTorch refere
 serialisations (zip, and the legacy pre-1.6 stream). ``python -m weights_convert
 stylegan2 SRC DST --which g_ema|d`` converts it; the result is loaded with the
 converter's loaders (``build_from_checkpoint`` builds the networks from the sidecar,
-``load_ms_checkpoint`` + ``load_into`` load each format's file) and run in GRAPH_MODE:
+``read_arrays`` + ``fill_cell`` load each format's file) and run in GRAPH_MODE:
 
 * G: z -> mapping -> truncation 0.7 around the checkpoint's latent_avg -> synthesis
   with the fixed noise maps saved in the file (``noise=None``), against the torch
@@ -32,7 +32,7 @@ import torch
 from mindspore import nn
 
 from reference import stylegan2_ref as ref
-from weights_convert.mapping import load_into, load_ms_checkpoint
+from modify_ms.utils.checkpoint import fill_cell, read_arrays
 from weights_convert.stylegan2 import build_from_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -142,8 +142,8 @@ def _load(cell, case, fmt, which, prefix=""):
 
     ``prefix``: where the network sits inside ``cell`` (a wrapped cell's parameters are renamed)."""
     assert case["results"][fmt, which][0] == 0, case["results"][fmt, which][2]
-    params, meta = load_ms_checkpoint(case["files"][fmt, which])
-    load_into(cell, {prefix + k: v for k, v in params.items()}, source_name=case["files"][fmt, which])
+    params, meta = read_arrays(case["files"][fmt, which])
+    fill_cell(cell, {prefix + k: v for k, v in params.items()}, case["files"][fmt, which])
     return meta
 
 

@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
+from modify_ms.utils.checkpoint import CheckpointFileError, fill_cell, read_arrays, save_arrays
 from weights_convert.errors import CheckpointError, MappingError
-from weights_convert.mapping import (Rule, expect_value, load_into, load_ms_checkpoint,
-                                     map_state_dict, save_ms_checkpoint, target_shapes_of)
+from weights_convert.mapping import Rule, expect_value, map_state_dict, target_shapes_of
 
 KERNEL = np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64.0
 
@@ -95,37 +95,39 @@ def small_cell():
     return Small()
 
 
-def test_target_shapes_and_load_into(small_cell, rng):
+def test_target_shapes_and_fill_cell(small_cell, rng):
     shapes = target_shapes_of(small_cell)
     assert shapes == {"dense.weight": (3, 2), "dense.bias": (3,), "latent_avg": (4,)}
     params = {k: rng.standard_normal(s) for k, s in shapes.items()}
-    load_into(small_cell, params)
+    fill_cell(small_cell, params, "params")
     np.testing.assert_array_equal(small_cell.latent_avg.asnumpy(), params["latent_avg"].astype(np.float32))
-    with pytest.raises(MappingError) as info:
-        load_into(small_cell, {**params, "extra": np.ones(1), "dense.bias": np.ones(2)})
-    assert info.value.mentions("extra") and info.value.mentions("dense.bias")
+    with pytest.raises(CheckpointFileError, match="does not fit") as info:
+        fill_cell(small_cell, {**params, "extra": np.ones(1), "dense.bias": np.ones(2)}, "params")
+    assert "extra" in str(info.value) and "dense.bias (2,) vs (3,)" in str(info.value)
 
 
-def test_save_and_load_ms_checkpoint(tmp_path, rng):
+def test_save_and_read_arrays(tmp_path, rng):
     params = {"b.weight": rng.standard_normal((2, 3)), "latent_avg": rng.standard_normal(5),
               "noise_strength": np.array([0.5])}
+    params = {k: v.astype(np.float32) for k, v in params.items()}  # converters write float32; dtypes are kept
     path = str(tmp_path / "out.ckpt")
     meta = {"arch": "Generator", "kwargs": {"size": 8}}
-    save_ms_checkpoint(params, path, meta)
+    save_arrays(params, path, meta)
     assert sorted(os.listdir(tmp_path)) == ["out.ckpt", "out.ckpt.json"]  # no tmp left over
-    loaded, loaded_meta = load_ms_checkpoint(path)
+    loaded, loaded_meta = read_arrays(path)
     assert list(loaded) == list(params) and loaded_meta == meta
     for k in params:
-        np.testing.assert_array_equal(loaded[k], params[k].astype(np.float32))
-    save_ms_checkpoint(params, path, {"again": 1})  # overwriting works
+        np.testing.assert_array_equal(loaded[k], params[k])
+        assert loaded[k].dtype == np.float32
+    save_arrays(params, path, {"again": 1})  # overwriting works
     assert json.load(open(path + ".json")) == {"again": 1}
 
 
-def test_load_ms_checkpoint_errors(tmp_path):
-    with pytest.raises(CheckpointError, match="no such file"):
-        load_ms_checkpoint(str(tmp_path / "none.ckpt"))
+def test_read_arrays_errors(tmp_path):
+    with pytest.raises(CheckpointFileError, match="no such checkpoint file"):
+        read_arrays(str(tmp_path / "none.ckpt"))
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"this is not a checkpoint" * 10)
-    with pytest.raises(CheckpointError) as info:
-        load_ms_checkpoint(str(bad))
+    with pytest.raises(CheckpointFileError) as info:
+        read_arrays(str(bad))
     assert "\n" not in str(info.value) and "not a readable MindSpore checkpoint" in str(info.value)

@@ -20,7 +20,8 @@ from reference.irse_ref import UNITS, ArcFace, PSPEncoder, randomize
 from modify_ms.models.irse import IRSEBackbone, units_for
 from modify_ms.models.psp_encoder import GradualStyleEncoder, n_styles_for
 from weights_convert.irse import OPTIONAL, convert_arcface
-from weights_convert.mapping import load_into, map_state_dict, target_shapes_of
+from modify_ms.utils.checkpoint import fill_cell
+from weights_convert.mapping import map_state_dict, target_shapes_of
 from weights_convert.psp import encoder_rules, split_prefix
 
 TINY = (8, 16, 32, 64)
@@ -41,7 +42,7 @@ def numpy_state(module):
 
 
 def load_arcface(cell, ref):
-    load_into(cell, convert_arcface(numpy_state(ref), target_shapes_of(cell)))
+    fill_cell(cell, convert_arcface(numpy_state(ref), target_shapes_of(cell)), "converted")
     return cell
 
 
@@ -50,7 +51,7 @@ def load_encoder(cell, ref):
     state = {"encoder." + k: v for k, v in numpy_state(ref).items()}
     shapes = {"encoder." + k: v for k, v in target_shapes_of(cell).items()}
     params = map_state_dict(state, shapes, encoder_rules(), optional=OPTIONAL, source_name="ref")
-    load_into(cell, split_prefix(params, "encoder."))
+    fill_cell(cell, split_prefix(params, "encoder."), "converted")
     return cell
 
 
@@ -82,7 +83,7 @@ def shallow_encoder_pair():
     state = {"encoder." + k: v for k, v in numpy_state(ref).items()}
     params = map_state_dict(state, {"encoder." + k: v for k, v in shapes.items()}, encoder_rules(),
                             optional=OPTIONAL, source_name="ref")
-    load_into(cell, dict(split_prefix(params, "encoder."), latent_avg=avg))
+    fill_cell(cell, dict(split_prefix(params, "encoder."), latent_avg=avg), "converted")
     cell.set_train(False)
     return cell, ref, avg
 

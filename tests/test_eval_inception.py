@@ -26,7 +26,7 @@ from modify_ms.eval.inception import InceptionFeatureExtractor, InceptionV3  # n
 from weights_convert.errors import CheckpointError, MappingError  # noqa: E402
 from weights_convert.inception import (convert_inception, convert_inception_file, detect_layout,  # noqa: E402
                                        detect_variant)
-from weights_convert.mapping import load_into, load_ms_checkpoint  # noqa: E402
+from modify_ms.utils.checkpoint import fill_cell, read_arrays  # noqa: E402
 
 RTOL, ATOL = 1e-4, 2e-5
 MANIFEST = "torchvision_inception_v3"
@@ -91,9 +91,9 @@ def converted(layouts, tmp_path_factory):
         dst = str(folder / f"{variant}.ckpt")
         _, meta = convert_inception_file(src, dst)
         assert meta["variant"] == variant
-        params, meta = load_ms_checkpoint(dst)
+        params, meta = read_arrays(dst)
         net = InceptionV3(variant, transform_input=meta["transform_input"])
-        load_into(net, params)
+        fill_cell(net, params, dst)
         net.set_train(False)
         out[variant] = (state, net)
     return out
@@ -300,7 +300,7 @@ def test_cli_inspect_and_convert(converted, tmp_path, layouts, capsys):
     assert "inception-v3, fid layout" in capsys.readouterr().out
     dst = str(tmp_path / "fid.ckpt")
     assert main(["inception", src, dst]) == 0
-    params, meta = load_ms_checkpoint(dst)
+    params, meta = read_arrays(dst)
     assert meta["variant"] == "fid" and len(params) == 472
     assert main(["inception", src, dst, "--variant", "torchvision"]) == 2
     assert "not torchvision" in capsys.readouterr().err

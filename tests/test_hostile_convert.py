@@ -432,7 +432,7 @@ def test_poisoned_then_clean_conversion_in_one_process(poison, fresh_conversion,
     fresh process's. The dtype poison is a file the reader accepts (numpy's own pickling),
     so its conversion succeeds too, and numpy's float32 must stay native."""
     from weights_convert.__main__ import main
-    from weights_convert.mapping import load_ms_checkpoint
+    from modify_ms.utils.checkpoint import read_arrays
 
     src, fresh = fresh_conversion
     with open(src, "rb") as fh:
@@ -444,8 +444,8 @@ def test_poisoned_then_clean_conversion_in_one_process(poison, fresh_conversion,
     assert (tmp_path / "poisoned.ckpt").exists() == (code == 0)
     assert np.dtype("float32").isnative and np.dtype("float32").byteorder == "="
     assert main(["stylegan2", src, str(tmp_path / "clean.ckpt")]) == 0
-    got, got_meta = load_ms_checkpoint(str(tmp_path / "clean.ckpt"))
-    want, want_meta = load_ms_checkpoint(fresh)
+    got, got_meta = read_arrays(str(tmp_path / "clean.ckpt"))
+    want, want_meta = read_arrays(fresh)
     assert list(got) == list(want) and got_meta["kwargs"] == want_meta["kwargs"]
     for name in want:
         assert got[name].tobytes() == want[name].tobytes(), name

@@ -16,7 +16,8 @@ from reference.identity_ref import IdentityLossRef
 from reference.irse_ref import randomize
 from modify_ms.losses.identity import IdentityLoss, crop_box
 from weights_convert.irse import convert_arcface
-from weights_convert.mapping import load_into, target_shapes_of
+from modify_ms.utils.checkpoint import fill_cell
+from weights_convert.mapping import target_shapes_of
 
 SHALLOW, TINY = (1, 2, 2, 1), (8, 16, 32, 64)
 
@@ -27,7 +28,7 @@ def loss_pair():
     randomize(ref.facenet, seed=11).eval()
     cell = IdentityLoss(64, 32, units=SHALLOW, channels=TINY, embedding_dim=16)
     state = {k: v.numpy() for k, v in ref.facenet.state_dict().items()}
-    load_into(cell, convert_arcface(state, target_shapes_of(cell), "facenet."))
+    fill_cell(cell, convert_arcface(state, target_shapes_of(cell), "facenet."), "converted")
     return cell, ref
 
 
@@ -99,6 +100,6 @@ def test_full_arcface_at_256(rng):
     randomize(ref.facenet, seed=12).eval()
     cell = IdentityLoss(256)
     state = {k: v.numpy() for k, v in ref.facenet.state_dict().items()}
-    load_into(cell, convert_arcface(state, target_shapes_of(cell), "facenet."))
+    fill_cell(cell, convert_arcface(state, target_shapes_of(cell), "facenet."), "converted")
     target, pred = images(rng, n=1, size=256)
     assert_close(cell(m(pred), m(target)), ref(t(pred), t(target)), 1e-5, "full identity loss")

@@ -18,7 +18,8 @@ from parity_utils import assert_close, m, t
 from reference.lpips_ref import LPIPSRef, randomize
 from modify_ms.losses.lpips import LPIPS
 from weights_convert.lpips_weights import convert_lpips, convert_lpips_lin
-from weights_convert.mapping import load_into, target_shapes_of
+from modify_ms.utils.checkpoint import fill_cell
+from weights_convert.mapping import target_shapes_of
 from weights_convert.torch_pickle import load_torch_file
 
 SIZES = {"alex": 64, "vgg": 16}  # smallest inputs that keep every tapped map >= 1x1
@@ -37,7 +38,7 @@ def lpips_pair(request):
     net = request.param
     ref = randomize(LPIPSRef(net), seed=21).eval()
     cell = LPIPS(net, reduction="none")
-    load_into(cell, convert_lpips(lin_state(ref), torchvision_state(ref), target_shapes_of(cell), net))
+    fill_cell(cell, convert_lpips(lin_state(ref), torchvision_state(ref), target_shapes_of(cell), net), "converted")
     return net, cell, ref
 
 
@@ -68,7 +69,7 @@ def real_lin(request):
     ref = randomize(LPIPSRef(net), seed=22).eval()
     cell = LPIPS(net, reduction="none")
     params = convert_lpips(lin, torchvision_state(ref), target_shapes_of(cell), net)
-    load_into(cell, params)
+    fill_cell(cell, params, "converted")
     with torch.no_grad():
         for k in range(5):
             getattr(ref, f"lin{k}").model[1].weight.copy_(torch.from_numpy(np.array(lin[f"lin{k}.model.1.weight"])))
@@ -110,7 +111,7 @@ def test_mean_reduction_and_frozen(lpips_pair, rng):
     net, cell, ref = lpips_pair
     assert cell.trainable_params() == []
     mean_cell = LPIPS(net)
-    load_into(mean_cell, {n: p.asnumpy() for n, p in cell.parameters_and_names()})
+    fill_cell(mean_cell, {n: p.asnumpy() for n, p in cell.parameters_and_names()}, "converted")
     s = SIZES[net]
     x = rng.uniform(-1, 1, (3, 3, s, s)).astype(np.float32)
     y = rng.uniform(-1, 1, (3, 3, s, s)).astype(np.float32)

@@ -23,10 +23,12 @@ from modify_ms.models.psp_encoder import GradualStyleEncoder
 from modify_ms.models.stylegan2 import Generator
 from weights_convert.__main__ import main as cli
 from weights_convert.errors import MappingError
-from weights_convert.irse import (build_identity_loss, convert_arcface, convert_arcface_backbone,
+from modify_ms.losses.builders import build_identity_loss, build_lpips
+from modify_ms.utils.checkpoint import read_arrays
+from weights_convert.irse import (convert_arcface, convert_arcface_backbone,
                                   infer_arcface_kwargs, init_encoder_from_arcface)
-from weights_convert.lpips_weights import build_lpips, convert_torchvision_features
-from weights_convert.mapping import load_ms_checkpoint, target_shapes_of
+from weights_convert.lpips_weights import convert_torchvision_features
+from weights_convert.mapping import target_shapes_of
 from weights_convert.psp import build_psp, convert_psp_state, infer_encoder_kwargs, split_prefix
 from weights_convert.stylegan2 import fir_kernel, infer_generator_kwargs
 
@@ -164,7 +166,7 @@ def test_cli_irse50_encoder_backbone(files):
     root = files["root"]
     dst = str(root / "backbone.ckpt")
     assert cli(["irse50", str(root / "arcface_zip.pth"), dst, "--target", "encoder"]) == 0
-    params, meta = load_ms_checkpoint(dst)
+    params, meta = read_arrays(dst)
     assert meta["format"] == "modify_ms.irse_backbone"
     encoder = GradualStyleEncoder(6, 64, units=SHALLOW, channels=TINY)
     heads_before = encoder.styles[0].linear.weight.asnumpy().copy()
@@ -215,7 +217,7 @@ def test_cli_lpips_defaults_to_the_packaged_linear_layers(files):
     explicit, default = str(root / "lin_given.ckpt"), str(root / "lin_default.ckpt")
     assert cli(["lpips", explicit, "--net", "alex", "--lin", lpips_linear_layers("alex"), "--backbone", backbone]) == 0
     assert cli(["lpips", default, "--net", "alex", "--backbone", backbone]) == 0
-    a, b = load_ms_checkpoint(explicit)[0], load_ms_checkpoint(default)[0]
+    a, b = read_arrays(explicit)[0], read_arrays(default)[0]
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert all(np.all(a[f"lin{k}.model.1.weight"] >= 0) and np.any(a[f"lin{k}.model.1.weight"] > 0) for k in range(5))
 

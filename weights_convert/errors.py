@@ -3,9 +3,11 @@
 Both are ``ValueError`` subclasses whose ``str()`` is ONE line, so a command
 line can print it as is (no traceback):
 
-* ``CheckpointError(path, message)``: a file cannot be read (missing, empty,
+* ``CheckpointError(path, message)``: a source file cannot be read (missing, empty,
   truncated, not a checkpoint, or it would run code).
-  ``str(e) == f"{path}: {message}"``.
+  ``str(e) == f"{path}: {message}"``. It is a
+  :class:`modify_ms.utils.checkpoint.CheckpointFileError`, the error of every ``.ckpt``
+  read or written (``save_arrays``/``read_arrays``/``fill_cell``), so a tool catches one type.
 * ``MappingError(source_name, problems)``: a checkpoint was read but its keys
   do not map one-to-one onto the target parameters. ``problems`` maps a
   category (``"unused source keys"``, ``"unfilled target params"``,
@@ -14,6 +16,8 @@ line can print it as is (no traceback):
   ``e.problems``.
 """
 
+from modify_ms.utils.checkpoint import CheckpointFileError
+
 MAX_LISTED = 8  # keys shown per category before "... and N more"
 
 
@@ -21,7 +25,7 @@ def _one_line(text):
     return " ".join(str(text).split())
 
 
-class CheckpointError(ValueError):
+class CheckpointError(CheckpointFileError):
     """A checkpoint file cannot be read; ``str()`` is ``"PATH: message"``."""
 
     def __init__(self, path, message):

@@ -22,9 +22,11 @@ import os
 
 import numpy as np
 
+from modify_ms.utils.checkpoint import save_arrays
+
 from .errors import CheckpointError
 from .irse import batchnorm_rule
-from .mapping import Rule, map_state_dict, save_ms_checkpoint, target_shapes_of
+from .mapping import Rule, map_state_dict, target_shapes_of
 from .torch_pickle import flatten_state_dict, load_torch_file
 
 FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -92,7 +94,7 @@ def convert_inception_file(src, dst=None, variant=None):
     meta = {"network": "modify_ms.eval.inception.InceptionV3", "variant": found,
             "transform_input": found == "torchvision", "source": name, "num_params": len(params)}
     if dst is not None:
-        save_ms_checkpoint(params, dst, meta)
+        save_arrays(params, dst, meta)
     return params, meta
 
 

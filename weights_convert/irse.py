@@ -16,7 +16,8 @@ gamma/beta/moving_mean/moving_variance; ``num_batches_tracked`` optional), PReLU
 Public API: ``batchnorm_rule``, ``backbone_rules``, ``arcface_rules``, ``convert_arcface``,
 ``convert_arcface_backbone``, ``init_encoder_from_arcface``, ``infer_ir_body``,
 ``infer_arcface_kwargs``, ``read_arcface``, ``convert_irse50(src, dst, target, image_size)``,
-``build_identity_loss(path)``, ``detect_layout``; CLI ``irse50`` (HELP/add_arguments/run).
+``detect_layout``; CLI ``irse50`` (HELP/add_arguments/run). The converted identity-loss file is
+loaded by ``modify_ms.losses.builders`` (``build_identity_loss``, ``load_identity_weights``).
 """
 import math
 import os
@@ -24,8 +25,10 @@ import re
 
 import numpy as np
 
+from modify_ms.utils.checkpoint import fill_cell, save_arrays
+
 from .errors import CheckpointError, MappingError
-from .mapping import Rule, load_into, load_ms_checkpoint, map_state_dict, save_ms_checkpoint, target_shapes_of
+from .mapping import Rule, map_state_dict, target_shapes_of
 
 BN_NAMES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 OPTIONAL = (r".*num_batches_tracked",)
@@ -106,7 +109,7 @@ def init_encoder_from_arcface(encoder, backbone_params):
         raise MappingError("encoder backbone", {MappingError.UNFILLED: missing, MappingError.UNUSED: unknown})
     params = {name: p.asnumpy() for name, p in encoder.parameters_and_names()}
     params.update(backbone_params)
-    load_into(encoder, params, source_name="encoder backbone")
+    fill_cell(encoder, params, "encoder backbone")
     return encoder
 
 
@@ -199,21 +202,8 @@ def convert_irse50(src, dst, target="identity", image_size=256):
     else:
         raise ValueError(f"target must be 'identity' or 'encoder', got {target!r}")
     meta["num_params"] = len(params)
-    save_ms_checkpoint(params, dst, meta)
+    save_arrays(params, dst, meta)
     return meta
-
-
-def build_identity_loss(path, **overrides):
-    """IdentityLoss with the weights of a checkpoint written by ``convert_irse50(target='identity')``."""
-    from modify_ms.losses.identity import IdentityLoss
-
-    params, meta = load_ms_checkpoint(path)
-    if meta.get("format") != "modify_ms.identity_loss":
-        raise CheckpointError(path, "no identity-loss sidecar (convert with: python -m weights_convert irse50 "
-                                    "--target identity)")
-    loss = IdentityLoss(**dict(meta["kwargs"], **overrides))
-    load_into(loss, params, source_name=path)
-    return loss
 
 
 HELP = "ArcFace model_ir_se50.pth -> identity-loss network or pSp encoder backbone (.ckpt + .json)"

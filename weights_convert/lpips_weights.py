@@ -12,14 +12,17 @@ Targets are the parameter names of ``modify_ms.losses.lpips.LPIPS``:
 
 Public API: ``LIN_RULES``, ``torchvision_rules``, ``convert_lpips_lin``,
 ``convert_torchvision_features``, ``convert_lpips``, ``convert_lpips_files(lin, backbone, dst, net)``,
-``build_lpips(path)``, ``detect_layout``; CLI ``lpips DST --net alex|vgg --lin LIN --backbone TV``.
+``detect_layout``; CLI ``lpips DST --net alex|vgg --lin LIN --backbone TV``. The converted file is
+loaded by ``modify_ms.losses.builders`` (``build_lpips``, ``load_lpips_weights``).
 """
 import os
 
 import numpy as np
 
+from modify_ms.utils.checkpoint import save_arrays
+
 from .errors import CheckpointError
-from .mapping import Rule, load_into, load_ms_checkpoint, map_state_dict, save_ms_checkpoint, target_shapes_of
+from .mapping import Rule, map_state_dict, target_shapes_of
 
 LIN_RULES = [
     Rule(r"lin([0-4])\.model\.1\.weight", r"lin\1.model.1.weight"),  # lpips package
@@ -106,20 +109,8 @@ def convert_lpips_files(lin_path, backbone_path, dst, net="alex"):
             "kwargs": {"net": net}, "net": net, "version": "0.1", "lin_source": os.path.abspath(lin_path),
             "backbone_source": os.path.abspath(backbone_path), "num_params": len(params),
             "ignored_source_entries": ["classifier.* (ImageNet head, not used by LPIPS)"]}
-    save_ms_checkpoint(params, dst, meta)
+    save_arrays(params, dst, meta)
     return meta
-
-
-def build_lpips(path, **overrides):
-    """LPIPS cell with the weights of a checkpoint written by ``convert_lpips_files``."""
-    from modify_ms.losses.lpips import LPIPS
-
-    params, meta = load_ms_checkpoint(path)
-    if meta.get("format") != "modify_ms.lpips":
-        raise CheckpointError(path, "no LPIPS sidecar (convert with: python -m weights_convert lpips)")
-    cell = LPIPS(**dict(meta["kwargs"], **overrides))
-    load_into(cell, params, source_name=path)
-    return cell
 
 
 def detect_layout(sd):

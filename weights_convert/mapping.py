@@ -30,31 +30,22 @@ Public API
     A ``check`` comparing the value with a known array (shape and values).
 ``target_shapes_of(cell) -> {name: shape}``
     The parameters of a MindSpore Cell (all, trainable or not).
-``load_into(cell, params)``
-    Set every parameter of ``cell`` from ``params`` (strict both ways).
-``save_ms_checkpoint(params, path, meta=None)``
-    Atomically write a MindSpore ``.ckpt`` (list-of-{name, data} form, so no
-    entry is dropped) and the JSON sidecar ``path + '.json'`` holding ``meta``.
-``load_ms_checkpoint(path) -> (params, meta)``
-    Read them back (numpy arrays, dict; meta is {} without a sidecar).
+
+Writing the converted ``.ckpt`` (+ JSON sidecar), reading it back and loading a cell
+strictly are not here: their one home is :mod:`modify_ms.utils.checkpoint`
+(``save_arrays``, ``read_arrays``, ``fill_cell``).
 """
-import json
-import os
 import re
-import tempfile
 
 import numpy as np
 
-from .errors import CheckpointError, MappingError
+from .errors import MappingError
 
 __all__ = [
     "Rule",
     "map_state_dict",
     "expect_value",
     "target_shapes_of",
-    "load_into",
-    "save_ms_checkpoint",
-    "load_ms_checkpoint",
 ]
 
 AMBIGUOUS = "source keys matching several rules"
@@ -177,109 +168,3 @@ def _named_parameters(cell):
 def target_shapes_of(cell):
     """{parameter name: shape tuple} of a MindSpore Cell, in definition order."""
     return {name: _shape(p.shape) for name, p in _named_parameters(cell)}
-
-
-def load_into(cell, params, source_name="params"):
-    """Set every parameter of ``cell`` from ``params`` (float32); strict both ways."""
-    import mindspore as ms
-
-    named = _named_parameters(cell)
-    names = {n for n, _ in named}
-    problems = {
-        MappingError.UNUSED: [k for k in params if k not in names],
-        MappingError.UNFILLED: [n for n, _ in named if n not in params],
-        MappingError.SHAPES: [
-            f"{n} {tuple(np.shape(params[n]))}, expected {_shape(p.shape)}"
-            for n, p in named if n in params and tuple(np.shape(params[n])) != _shape(p.shape)],
-    }
-    if any(problems.values()):
-        raise MappingError(source_name, problems)
-    for name, param in named:
-        param.set_data(ms.Tensor(np.ascontiguousarray(params[name], dtype=np.float32)))
-
-
-def _atomic_target(path):
-    """The output's folder, created if missing (the temporary file must live in it, so that
-    the final os.replace is a rename on one file system)."""
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    if os.path.isdir(path):
-        raise CheckpointError(path, "is a folder; give a file name")
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as exc:
-        raise CheckpointError(path, f"cannot create the output folder {directory} ({exc.strerror or exc})")
-    return directory
-
-
-def _file_mode():
-    """0o666 minus the umask: what a plain open() would give, not mkstemp's 0o600."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _write_json_atomic(path, meta):
-    directory = _atomic_target(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(meta, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def save_ms_checkpoint(params, path, meta=None):
-    """Write ``params`` ({name: array}) as a MindSpore .ckpt at ``path`` and
-    ``meta`` as ``path + '.json'``; both atomically (tmp file + os.replace)."""
-    import mindspore as ms
-
-    path = os.fspath(path)
-    directory = _atomic_target(path)
-    entries = [{"name": name, "data": ms.Tensor(np.ascontiguousarray(value, dtype=np.float32))}
-               for name, value in params.items()]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".ckpt", dir=directory)
-    os.close(fd)
-    try:
-        ms.save_checkpoint(entries, tmp)  # keeps the name: it already ends with .ckpt
-        os.chmod(tmp, _file_mode())  # MindSpore leaves it owner-read-only
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _write_json_atomic(path + ".json", dict(meta or {}))
-
-
-def load_ms_checkpoint(path):
-    """(params {name: np.ndarray}, meta dict) of a file written by save_ms_checkpoint."""
-    import mindspore as ms
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(path, "no such file")
-    if os.path.getsize(path) == 0:
-        raise CheckpointError(path, "empty file")
-    try:
-        loaded = ms.load_checkpoint(path)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(path, f"not a readable MindSpore checkpoint ({first})")
-    if not loaded:
-        raise CheckpointError(path, "not a readable MindSpore checkpoint (no parameters)")
-    params = {name: value.asnumpy() for name, value in loaded.items()}
-    meta = {}
-    sidecar = path + ".json"
-    if os.path.exists(sidecar):
-        try:
-            with open(sidecar, encoding="utf-8") as fh:
-                meta = json.load(fh)
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(sidecar, f"unreadable JSON sidecar ({exc})")
-        if not isinstance(meta, dict):
-            raise CheckpointError(sidecar, "JSON sidecar is not an object")
-    return params, meta

@@ -21,9 +21,11 @@ import re
 
 import numpy as np
 
+from modify_ms.utils.checkpoint import fill_cell, read_arrays, save_arrays
+
 from .errors import CheckpointError
 from .irse import OPTIONAL, backbone_rules, infer_ir_body
-from .mapping import Rule, load_into, load_ms_checkpoint, map_state_dict, save_ms_checkpoint, target_shapes_of
+from .mapping import Rule, map_state_dict, target_shapes_of
 from .stylegan2 import infer_generator_kwargs, rosinality_generator_rules
 
 ENCODER_HEAD_RULES = [
@@ -154,7 +156,7 @@ def convert_psp(src, dst):
         "opts": opts,
         "num_params": len(params),
     }
-    save_ms_checkpoint(params, dst, meta)
+    save_arrays(params, dst, meta)
     return meta
 
 
@@ -167,7 +169,7 @@ def build_psp(path, add_latent_avg=None):
     from modify_ms.models.psp_encoder import GradualStyleEncoder
     from modify_ms.models.stylegan2 import Generator
 
-    params, meta = load_ms_checkpoint(path)
+    params, meta = read_arrays(path)
     if meta.get("format") != "modify_ms.psp":
         raise CheckpointError(path, "no pSp sidecar (convert with: python -m weights_convert psp SRC DST)")
     add = meta["start_from_latent_avg"] if add_latent_avg is None else add_latent_avg
@@ -178,12 +180,12 @@ def build_psp(path, add_latent_avg=None):
     enc = split_prefix(params, "encoder.")
     if add:
         enc["latent_avg"] = avg
-    load_into(encoder, enc, source_name=path)
+    fill_cell(encoder, enc, path)
     decoder = Generator(**meta["decoder"]["kwargs"])
     dec = split_prefix(params, "decoder.")
     if "latent_avg" not in dec:
         dec["latent_avg"] = np.zeros(decoder.style_dim, np.float32)  # no mean latent in this file
-    load_into(decoder, dec, source_name=path)
+    fill_cell(decoder, dec, path)
     return encoder, decoder, meta
 
 

@@ -81,8 +81,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from modify_ms.utils.checkpoint import fill_cell, read_arrays, save_arrays
+
 from .errors import CheckpointError
-from .mapping import Rule, expect_value, load_into, load_ms_checkpoint, map_state_dict, save_ms_checkpoint
+from .mapping import Rule, expect_value, map_state_dict
 
 __all__ = [
     "fir_kernel",
@@ -445,7 +447,7 @@ def _estimate_latent_avg(model, params, samples=LATENT_AVG_SAMPLES, seed=0):
     """Mean of mapping(z) over ``samples`` z ~ N(0, I) (rosinality's mean_latent)."""
     import mindspore as ms
 
-    load_into(model, {**params, "latent_avg": np.zeros(model.style_dim, np.float32)})
+    fill_cell(model, {**params, "latent_avg": np.zeros(model.style_dim, np.float32)}, "converted parameters")
     z = np.random.default_rng(seed).standard_normal((samples, model.style_dim)).astype(np.float32)
     return model.mapping(ms.Tensor(z)).asnumpy().mean(axis=0)
 
@@ -510,18 +512,18 @@ def convert_stylegan2(src, dst, which=None, size=None, channel_multiplier=None, 
         meta["ada_init_kwargs"] = source.meta.get("ada_network", {}).get("init_kwargs")
         meta["notes"] = ["ADA fp16 layers with conv_clamp=256 are run in float32 without clamping",
                          "ADA demodulation epsilon acts on unscaled weights (negligible difference)"]
-    save_ms_checkpoint(params, dst, meta)
+    save_arrays(params, dst, meta)
     return meta
 
 
 def build_from_checkpoint(path):
     """(Generator or Discriminator with the checkpoint's weights, sidecar meta)."""
-    params, meta = load_ms_checkpoint(path)
+    params, meta = read_arrays(path)
     if meta.get("format") != "modify_ms.stylegan2":
         raise CheckpointError(path, "no StyleGAN2 sidecar (path + '.json' with format modify_ms.stylegan2)")
     kind = "discriminator" if meta.get("arch") == "Discriminator" else "generator"
     model = _build(kind, meta["kwargs"])
-    load_into(model, params, source_name=path)
+    fill_cell(model, params, path)
     return model, meta
 
 

@@ -1,8 +1,15 @@
-"""MindSpore checkpoint files: atomic writes, strict loads, one-line errors.
+"""MindSpore checkpoint files, the one home for every ``.ckpt`` the project writes or reads:
+atomic writes, strict loads, one-line errors naming the file.
 
 A run checkpoint is one ``.ckpt`` holding every network and optimizer state under
 ``<group>/<parameter name>`` (e.g. ``encoder/styles.0.linear.weight``,
-``optim.encoder/moment1.styles...``) plus a JSON sidecar with the loop state.
+``optim.encoder/moment1.styles...``) plus a JSON sidecar with the loop state. A converted
+weight file (``python -m weights_convert ...``) is the same kind of file: parameter names as
+they are, the sidecar describing the source and the architecture.
+
+Public API: ``CheckpointFileError``, ``atomic_write_json(path, data)``, ``named_arrays(groups)``,
+``save_arrays(arrays, path, meta=None)``, ``read_arrays(path) -> (arrays, meta)``,
+``fill_cell(cell, arrays, source, prefix='', allow_missing=())``, ``load_groups(groups, arrays, source)``.
 """
 import json
 import os
@@ -12,13 +19,24 @@ import numpy as np
 
 
 class CheckpointFileError(ValueError):
-    """A checkpoint that is missing, unreadable or does not fit the networks."""
+    """A checkpoint that is missing, unreadable or does not fit the networks.
+
+    ``str()`` is one line that starts with the file (or what stands for it)."""
+
+    def __init__(self, message):
+        super().__init__(" ".join(str(message).split()))
+
+
+def _first_line(exc, limit=200):
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 def atomic_write_json(path, data):
     from ..data.imageio import write_bytes_atomic
 
-    write_bytes_atomic(path, json.dumps(data, indent=1).encode("utf-8"))
+    # default=str: a value JSON cannot hold (a pSp option object) is kept as its text
+    write_bytes_atomic(path, json.dumps(data, indent=1, default=str).encode("utf-8"))
 
 
 def named_arrays(groups):
@@ -30,17 +48,31 @@ def named_arrays(groups):
     return out
 
 
+def _output_folder(path):
+    """The folder the checkpoint goes to, created if missing: the temporary file must live in
+    it, so that the final os.replace is a rename on one file system."""
+    if os.path.isdir(path):
+        raise CheckpointFileError(f"{path}: is a folder; give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointFileError(f"{path}: cannot create the output folder {folder} ({exc.strerror or exc})") from None
+    return folder
+
+
 def save_arrays(arrays, path, meta=None):
-    """Write {name: ndarray} as a MindSpore checkpoint (+ JSON sidecar), each atomically."""
+    """Write {name: ndarray} as a MindSpore checkpoint (+ JSON sidecar), each atomically.
+
+    The list-of-{name, data} form keeps every entry and each array's dtype."""
     import mindspore as ms
 
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".ckpt", dir=folder)  # unpredictable, same folder
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".ckpt", dir=_output_folder(path))  # unpredictable
     os.close(fd)
     try:
         ms.save_checkpoint([{"name": k, "data": ms.Tensor(np.ascontiguousarray(v))} for k, v in arrays.items()], tmp)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o644)  # MindSpore leaves it owner-read-only
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -50,24 +82,36 @@ def save_arrays(arrays, path, meta=None):
         atomic_write_json(path + ".json", meta)
 
 
+def _read_sidecar(path):
+    sidecar = path + ".json"
+    if not os.path.isfile(sidecar):
+        return {}
+    try:
+        with open(sidecar, encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except (OSError, ValueError):
+        raise CheckpointFileError(f"{sidecar}: unreadable JSON sidecar") from None
+    if not isinstance(meta, dict):
+        raise CheckpointFileError(f"{sidecar}: JSON sidecar is not an object")
+    return meta
+
+
 def read_arrays(path):
-    """{name: ndarray}, meta of a checkpoint written by ``save_arrays`` or weights_convert."""
+    """{name: ndarray}, meta of a checkpoint written by ``save_arrays`` (meta is {} without a sidecar)."""
     import mindspore as ms
 
+    path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointFileError(f"{path}: no such checkpoint file")
+    if os.path.getsize(path) == 0:
+        raise CheckpointFileError(f"{path}: not a readable MindSpore checkpoint (empty file)")
     try:
         loaded = ms.load_checkpoint(path)
     except Exception as exc:  # MindSpore raises several types for corrupt files
-        raise CheckpointFileError(f"{path}: not a readable MindSpore checkpoint ({type(exc).__name__})") from None
-    meta = {}
-    if os.path.isfile(path + ".json"):
-        try:
-            with open(path + ".json", encoding="utf-8") as fh:
-                meta = json.load(fh)
-        except ValueError:
-            raise CheckpointFileError(f"{path}.json: unreadable JSON sidecar") from None
-    return {k: v.asnumpy() for k, v in loaded.items()}, meta
+        raise CheckpointFileError(f"{path}: not a readable MindSpore checkpoint ({_first_line(exc)})") from None
+    if not loaded:
+        raise CheckpointFileError(f"{path}: not a readable MindSpore checkpoint (no parameters)")
+    return {k: v.asnumpy() for k, v in loaded.items()}, _read_sidecar(path)
 
 
 def fill_cell(cell, arrays, source, prefix="", allow_missing=()):
@@ -105,7 +149,6 @@ def fill_cell(cell, arrays, source, prefix="", allow_missing=()):
         problems.append(f"shape mismatch: {'; '.join(bad[:3])}")
     if problems:
         raise CheckpointFileError(f"{source}: does not fit the network: " + "; ".join(problems))
-
 
 
 def load_groups(groups, arrays, source):
