@@ -11,6 +11,15 @@ setup(
     packages=find_packages(include=["modify_ms*", "baselines_ms*", "weights_convert*"]),
     # the LPIPS v0.1 linear layers (BSD-2-Clause, licence beside them) and the checkpoint key manifests
     package_data={"modify_ms": ["assets/lpips_v0.1/*", "assets/manifests/*.json"]},
+    # the user-facing tools (tools/<tool>.py runs the same main); the benchmarks stay python tools/bench_*.py
+    entry_points={"console_scripts": [
+        "modify-train=modify_ms.commands.train:main",
+        "modify-stylize=modify_ms.commands.stylize:main",
+        "modify-evaluate=modify_ms.commands.evaluate:cli",
+        "modify-align=modify_ms.commands.align:main",
+        "modify-convert=modify_ms.commands.convert:cli",
+        "modify-render=modify_ms.commands.render:cli",
+    ]},
     install_requires=[
         "mindspore==2.10.0",
         "numpy>=1.22,<2",  # NumPy 2 breaks MindSpore 2.10 (Tensor.reshape raises SystemError)

@@ -1,9 +1,7 @@
-"""tools/evaluate.py end to end on tiny folders with random-weight networks in the real layouts."""
+"""tools/evaluate.py (modify_ms.commands.evaluate) end to end on tiny folders, random-weight networks."""
 import os
 
 os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")  # see test_eval_inception.py
-
-import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -11,9 +9,7 @@ from mindspore import nn, ops  # noqa: E402
 
 from modify_ms.data.imageio import save_image_atomic  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import evaluate  # noqa: E402
+from modify_ms.commands import evaluate  # noqa: E402  (tools/evaluate.py runs its main)
 
 
 def _png(path, rng, base=None):
@@ -25,7 +21,7 @@ def _png(path, rng, base=None):
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     from modify_ms.losses.lpips import LPIPS
-    from weights_convert.mapping import save_ms_checkpoint
+    from modify_ms.utils.checkpoint import save_arrays
 
     rng = np.random.default_rng(7)
     root = tmp_path_factory.mktemp("evaluate")
@@ -41,9 +37,9 @@ def workspace(tmp_path_factory):
     (root / "weights.ckpt").write_bytes(b"stand-in weights: only hashed for the cache key")
     (root / "arcface.ckpt").write_bytes(b"stand-in: tiny_arcface replaces the loader (the tool checks it exists)")
     lpips = LPIPS("alex")  # the real v0.1 linear layers are non-negative: so are these random ones
-    save_ms_checkpoint({p.name: np.abs(p.asnumpy()) if p.name.startswith("lin") else p.asnumpy()
-                        for p in lpips.get_parameters()}, str(root / "lpips.ckpt"),
-                       {"format": "modify_ms.lpips", "kwargs": {"net": "alex"}, "net": "alex"})
+    save_arrays({p.name: np.abs(p.asnumpy()) if p.name.startswith("lin") else p.asnumpy()
+                 for p in lpips.get_parameters()}, str(root / "lpips.ckpt"),
+                {"format": "modify_ms.lpips", "kwargs": {"net": "alex"}, "net": "alex"})
     return root
 
 
@@ -102,11 +98,11 @@ def test_evaluate_writes_tables_with_all_metrics(workspace, tiny_arcface, tiny_i
 def test_evaluate_with_a_converted_fid_inception_checkpoint(workspace, tiny_arcface, tmp_path, capsys):
     """The real network from a MindSpore checkpoint (random weights): ~30-50 s on 2 busy cores."""
     from modify_ms.eval.inception import InceptionV3
-    from weights_convert.mapping import save_ms_checkpoint
+    from modify_ms.utils.checkpoint import save_arrays
 
     ckpt = tmp_path / "fid.ckpt"
-    save_ms_checkpoint({p.name: p.asnumpy() for p in InceptionV3("fid").get_parameters()}, str(ckpt),
-                       {"variant": "fid", "transform_input": False})
+    save_arrays({p.name: p.asnumpy() for p in InceptionV3("fid").get_parameters()}, str(ckpt),
+                {"variant": "fid", "transform_input": False})
     args = _all_metrics_args(workspace, ckpt) + ["--fid-method", "eigh", "--cache-dir", str(tmp_path / "c")]
     assert evaluate.main(args) == 0
     header, row = (workspace / "report.csv").read_text().splitlines()

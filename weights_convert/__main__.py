@@ -57,7 +57,7 @@ IMPORTERS = {
 MANIFESTS_ENV = "MODIFY_MS_KEY_MANIFESTS"  # optional path to checkpoint_key_manifests.json
 INPUT_ARGS = ("file", "src", "lin", "backbone")  # argument names that are input files
 OUTPUT_ARG = "dst"
-SIDECAR_SUFFIX = ".json"  # save_ms_checkpoint writes DST and DST.json
+SIDECAR_SUFFIX = ".json"  # modify_ms.utils.checkpoint.save_arrays writes DST and DST.json
 
 
 def _manifests():
@@ -215,9 +215,10 @@ def _run(args):
 
 
 def main(argv=None):
+    from modify_ms.utils.checkpoint import CheckpointFileError
     from modify_ms.utils.paths import OutputPathError
 
-    from .errors import CheckpointError, MappingError
+    from .errors import MappingError
 
     try:
         args = build_parser().parse_args(argv)
@@ -225,7 +226,7 @@ def main(argv=None):
         return int(exc.code or 0)
     try:
         return int(_run(args) or 0)
-    except (CheckpointError, MappingError, OutputPathError) as exc:
+    except (CheckpointFileError, MappingError, OutputPathError) as exc:
         print(f"error: {exc}", file=sys.stderr)
     except OSError as exc:  # writing the output: permissions, full disk
         where = exc.filename or getattr(args, OUTPUT_ARG, None) or args.command
@@ -240,8 +241,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Skip interpreter teardown: MindSpore prints "Exception ignored in Cell.__del__" noise there.
-    os._exit(code)
+    from modify_ms.commands import exit_now  # skips MindSpore's "Exception ignored in Cell.__del__" teardown noise
+
+    exit_now(main())

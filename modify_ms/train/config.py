@@ -163,14 +163,35 @@ class PhaseConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
+    """One optimizer per trained network. 'adam' is the paper's choice (the default); 'ranger' is
+    the authors' code's (pSp's training/ranger.py: RAdam + Lookahead + gradient centralisation,
+    see modify_ms/train/optim.py). The authors' Ranger runs use betas (0.95, 0.999): to reproduce
+    them set kind: ranger AND beta1: 0.95 (beta1 stays 0.9, Adam's default, unless set)."""
+    kind: Literal["adam", "ranger"] = "adam"
     lr: float = 1e-4
     beta1: float = 0.9
     beta2: float = 0.999
+    # Ranger only (Adam ignores them); the defaults are those of pSp's Ranger
+    ranger_eps: float = 1e-5                # added to sqrt(v) (Adam keeps MindSpore's 1e-8)
+    lookahead_k: int = 6                    # slow weights sync every k updates
+    lookahead_alpha: float = 0.5            # slow <- slow + alpha (fast - slow)
+    rectify_threshold: float = 5.0          # RAdam: adaptive steps once rho_t > this, momentum SGD before
+    gradient_centralization: bool = True    # subtract the mean of every gradient with more than one axis
 
     def validate(self):
         if self.lr <= 0 or not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError(f"optim: lr > 0 and betas in [0, 1) required, got lr {self.lr}, "
                              f"betas {self.beta1}, {self.beta2}")
+        if not self.ranger_eps > 0:
+            raise ValueError(f"optim.ranger_eps must be > 0, got {self.ranger_eps}")
+        _in_range("optim.lookahead_k", self.lookahead_k, 1, 10 ** 6)
+        if not 0 < self.lookahead_alpha <= 1:  # 0 would throw every k updates away
+            raise ValueError(f"optim.lookahead_alpha must be in (0, 1], got {self.lookahead_alpha}")
+        rho_inf = 2 / (1 - self.beta2) - 1  # RAdam's largest rho_t
+        # below 4 the rectification's sqrt((rho_t - 4) ...) is of a negative number
+        if self.kind == "ranger" and not 4 <= self.rectify_threshold < rho_inf:
+            raise ValueError(f"optim.rectify_threshold must be in [4, {rho_inf:g}) (2 / (1 - beta2) - 1) "
+                             f"for Ranger, got {self.rectify_threshold}")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from tools.bench_encoder import child_result
+from modify_ms.commands.bench_encoder import child_result
 from .identity_ref import IdentityLossRef
 from .irse_ref import PSPEncoder
 from .lpips_ref import LPIPSRef

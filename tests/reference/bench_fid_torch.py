@@ -10,7 +10,7 @@ import time
 import torch
 
 from modify_ms.assets import key_manifests
-from tools.bench_fid import child_result
+from modify_ms.commands.bench_fid import child_result
 from .inception_ref import fid_features
 
 

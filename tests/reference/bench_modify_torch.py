@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tools.bench_modify import host_images, result, rss_mib, time_stage1, time_tta
+from modify_ms.commands.bench_modify import host_images, result, time_stage1, time_tta
+from modify_ms.utils.bench import rss_mib
 from .identity_ref import IdentityLossRef
 from .irse_ref import PSPEncoder, StyleHead
 from .lpips_ref import LPIPSRef
