@@ -283,20 +283,20 @@ def run_mode(cfg, req, model, writer, arrivals, work_dir, skips, log):
     try:
         if cfg.mode == "test-time":
             bar = (lambda total, desc: progress(total, 0, desc)) if is_single(req.input) else None
-            stage2.test_time(model, arrivals, writer, cfg.test_time_steps, log, metrics, bar)
+            stage2.test_time(model, arrivals, writer, cfg.test_time_steps, log, metrics, bar, cfg.run.log_every)
         elif cfg.mode == "online":
             state = model.resume(resume) if resume else None
-            stage2.online(model, arrivals, writer, ckpts, cfg.run.ckpt_every, state, log, metrics)
+            stage2.online(model, arrivals, writer, ckpts, cfg.run.ckpt_every, state, log, metrics,
+                          cfg.online_updates, cfg.run.log_every)
         else:
             from .data.dataset import build_dataset
 
             start = int(model.resume(resume)["step"]) if resume else 0
-            data_cfg = dataclasses.replace(cfg.data, size=model.stage1_cfg.model.loss_size)
-            data_cfg.validate()
-            pipeline = build_dataset(data_cfg, log=log)  # a resumed run restarts the data order at epoch 0
+            pipeline = build_dataset(stage2.source_data_config(cfg.data, model.stage1_cfg), log=log)  # a resumed run restarts the data order at epoch 0
             batches = (b[0] for b in epoch_batches(pipeline, cfg.offline_steps - start))
             bar = progress(cfg.offline_steps, start, "stage 2 offline")
-            stage2.offline(model, batches, cfg.offline_steps, start, ckpts, cfg.run.ckpt_every, log, metrics, bar)
+            stage2.offline(model, batches, cfg.offline_steps, start, ckpts, cfg.run.ckpt_every, log, metrics, bar,
+                           cfg.run.log_every)
             bar.close()
             for name, x in arrivals:
                 writer(name, x)
@@ -314,6 +314,9 @@ def run_stylize(cfg, req: StylizeRequest, log: Callable[[str], None] = print) ->
         source = source.subset(keep)
         names = list(source.names)
     plan = plan_outputs(req, cfg.mode, names, source, single, log)
+    if req.watch and cfg.online_updates:
+        raise InputError(req.input, f"--watch is an endless stream: online_updates={cfg.online_updates} "
+                                    f"replays a finite set (leave it 0 with --watch)")
     from .train import stage2  # MindSpore is imported from here on: everything above fails fast
 
     stage1_cfg, stage1_ckpt = stage2.load_stage1(cfg.stage1)

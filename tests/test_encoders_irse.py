@@ -18,7 +18,8 @@ import mindspore as ms
 from parity_utils import assert_close, m, t
 from reference.irse_ref import UNITS, ArcFace, PSPEncoder, randomize
 from modify_ms.models.irse import IRSEBackbone, units_for
-from modify_ms.models.psp_encoder import GradualStyleEncoder, n_styles_for
+from modify_ms.models.layout import n_latent_for
+from modify_ms.models.psp_encoder import GradualStyleEncoder
 from weights_convert.irse import OPTIONAL, convert_arcface
 from modify_ms.utils.checkpoint import fill_cell
 from weights_convert.mapping import map_state_dict, target_shapes_of
@@ -140,7 +141,7 @@ def test_taps_and_rows():
     assert units_for(50) == (3, 4, 14, 3) and units_for(100) == (3, 13, 30, 3) and units_for(152) == (3, 8, 36, 3)
     enc = GradualStyleEncoder(6, 64, units=UNITS[50], channels=TINY)
     assert (enc.tap_c1, enc.tap_c2, enc.tap_c3) == (6, 20, 23)
-    assert n_styles_for(1024) == 18 and n_styles_for(256) == 14 and n_styles_for(16) == 6
+    assert n_latent_for(1024) == 18 and n_latent_for(256) == 14 and n_latent_for(16) == 6
     # heads: 16x-map rows need log2(S/16) stride-2 convs, 4x-map rows log2(S/4)
     names = target_shapes_of(GradualStyleEncoder(18, 256, units=(1, 1, 1, 1), channels=TINY))
     assert "styles.0.convs.6.weight" in names and "styles.0.convs.8.weight" not in names

@@ -16,7 +16,7 @@ import mindspore as ms
 
 from modify_ms.config import load_config
 from modify_ms.train.config import Stage1Config, Stage2Config
-from modify_ms.train.common import save_loss_nets
+from modify_ms.train.common import host_record, save_loss_nets
 from modify_ms.train.stage1 import Stage1Trainer, phase_at
 from modify_ms.train import stage2
 
@@ -74,7 +74,7 @@ def stage1(tmp_path_factory):
     for i in range(6):
         before = {k: snapshot(v) for k, v in nets.items()}
         y, y_real = batches[i % len(batches)]
-        records.append(trainer.train_step(y, y_real))
+        records.append(host_record(trainer.train_step(y, y_real)))
         changes.append({k: changed(before[k], v) for k, v in nets.items()})
         if trainer.step == 3:
             ckpt3 = trainer.save()
@@ -140,8 +140,9 @@ def test_swap_loss_uses_the_same_z_as_the_render(stage1):
     noise = nets.decoder.random_noise(4, rng)
     _, terms, _, y_z = loss_cell(y, z, noise, noise)
     w_z = nets.remap_net(z).asnumpy()
-    w_plus = nets.encoder(y).asnumpy()
-    fused = np.concatenate([w_plus[:, :-w_z.shape[1]], w_z], axis=1)
+    offsets = nets.encoder(y).asnumpy()
+    # the authors' latent space: fuse the offsets, then add the decoder's mean latent to every row
+    fused = np.concatenate([offsets[:, :-w_z.shape[1]], w_z], axis=1) + nets.decoder.latent_avg.asnumpy()
     y_z_ref = nets.render(ms.Tensor(fused), noise).asnumpy()
     np.testing.assert_allclose(y_z.asnumpy(), y_z_ref, rtol=1e-5, atol=1e-5)
     re_encoded = nets.encoder(ms.Tensor(y_z_ref)).asnumpy()[:, -w_z.shape[1]:]
@@ -163,7 +164,7 @@ def test_checkpoint_resume_gives_the_same_losses(stage1):
     final = stage1["encoder_final"]
     trainer.resume(stage1["ckpt3"])
     assert trainer.step == 3
-    replay = [trainer.train_step(*stage1["batches"][i % len(stage1["batches"])]) for i in range(3, 6)]
+    replay = [host_record(trainer.train_step(*stage1["batches"][i % len(stage1["batches"])])) for i in range(3, 6)]
     for a, b in zip(replay, stage1["records"][3:]):
         assert a.keys() == b.keys() and a["step"] == b["step"] and a["phase"] == b["phase"]
         for key in a:
@@ -199,8 +200,12 @@ def _emitter(model, folder):
     plan = OutputPlan(request, [], [])
     writer = OutputWriter(model, plan, request, seed=0)
 
+    planned = set()
+
     def emit(name, x):
-        plan.add([name])
+        if name not in planned:  # as the tool: each input is planned once, however often it is written
+            plan.add([name])
+            planned.add(name)
         return writer(name, x)
     return emit
 
@@ -269,3 +274,26 @@ def test_online_writes_one_output_per_input_in_arrival_order(stage2_model, tmp_p
     assert sorted(os.listdir(tmp_path)) == ["first.png", "second.png", "third.png"]
     assert [l.split("] ")[1].split(":")[0] for l in lines] == done
     assert model.updates == 3  # the model kept its state across the three images
+
+
+def test_online_replays_a_finite_stream_for_n_updates(stage2_model, tmp_path):
+    """The paper's online training: the stream is replayed until ``updates`` updates; every photo is
+    written at its first arrival and rewritten by the final E' at the end."""
+    model, _ = stage2_model
+    photos = _photos(64)
+    model.reset(seed_key=0)
+    first_pass = tmp_path / "first"
+    first_pass.mkdir()
+    emit_final = _emitter(model, tmp_path)
+    written = []
+
+    def emit(name, x):
+        written.append(name)
+        return emit_final(name, x)
+    lines = []
+    done = stage2.online(model, iter(photos), emit, log=lines.append, updates=5)
+    assert model.updates == 5 and done == [n for n, _ in photos]
+    assert written == [n for n, _ in photos] * 2  # first arrivals, then the final rewrite
+    for name, x in photos:  # the files hold the final E''s output
+        again = _emitter(model, first_pass)(name, x)
+        assert open(again, "rb").read() == open(os.path.join(tmp_path, os.path.basename(again)), "rb").read()

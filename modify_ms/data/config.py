@@ -14,7 +14,8 @@ class DataConfig:
     path: a folder (searched recursively), a .zip archive, a .txt file list (one path a
       line, relative to the list's folder), a single image, or 'builtin:photos' /
       'builtin:painted' (offline smoke-test data, see modify_ms.data.builtin).
-    size: model resolution; images are square size x size.
+    size: model resolution; images are square size x size. 0 only in stage 2, where it means
+      the stage-1 run's model.loss_size (the size E' reads; any other value must equal it).
     align: 'none' (images already aligned: centre crop), 'auto' (FFHQ alignment when
       dlib is installed, centre crop otherwise), 'dlib' (FFHQ alignment, error without
       dlib). Aligned images are computed once, into cache_dir when given.
@@ -51,8 +52,9 @@ class DataConfig:
     def validate(self) -> None:
         if not self.path:
             raise ValueError("data.path is empty (a folder, .zip, .txt list, image, or builtin:photos / builtin:painted)")
-        if not 8 <= self.size <= MAX_SIZE:
-            raise ValueError(f"data.size must be in [8, {MAX_SIZE}], got {self.size}")
+        if not (8 <= self.size <= MAX_SIZE or self.size == 0):
+            raise ValueError(f"data.size must be in [8, {MAX_SIZE}] (or 0 in stage 2: the stage-1 loss size), "
+                             f"got {self.size}")
         if self.batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
         if not 1 <= self.num_workers <= 64:

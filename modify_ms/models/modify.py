@@ -4,9 +4,13 @@ Shapes: B batch, L = W+ rows of the decoder, S = style_dim, xi = fused style row
 R = decoder resolution, P = loss resolution (256 in the paper; the decoder output
 is average-pooled from R to P, and images go back up to R for the discriminator,
 nearest-neighbour as the authors' code or bilinear: ``model.disc_upsample``).
+
+Latent space (the authors' ``pSp.forward``): E and M both produce OFFSETS from the
+decoder's mean latent. The fused code replaces the last xi rows of E(x) by M(z) and
+only then adds ``latent_avg`` to all L rows, so the swap loss compares offsets.
 """
 import numpy as np
-from mindspore import Parameter, Tensor, nn, ops
+from mindspore import Tensor, nn, ops
 
 from .psp_encoder import GradualStyleEncoder
 from .remapping import RemapNet
@@ -14,10 +18,9 @@ from .stylegan2 import Discriminator, Generator, n_latent_for
 
 
 def build_encoder(cfg, n_styles, style_dim, input_size):
-    """``cfg``: EncoderConfig. Starts from the decoder's mean latent (set later from its checkpoint)."""
+    """``cfg``: EncoderConfig. Outputs offsets [B, L, S] from the decoder's mean latent (``ModifyNets.w_plus``)."""
     return GradualStyleEncoder(n_styles=n_styles, input_size=input_size, num_layers=cfg.num_layers,
-                               units=cfg.units, channels=tuple(cfg.channels), style_dim=style_dim,
-                               latent_avg=np.zeros(style_dim, np.float32))
+                               units=cfg.units, channels=tuple(cfg.channels), style_dim=style_dim)
 
 
 def build_decoder(cfg):
@@ -65,10 +68,15 @@ class CriticUpsample(nn.Cell):
         return ops.matmul(self.mat, img)            # along height: [B, C, R, R]
 
 
-def fuse_codes(w_plus, style_rows):
-    """{w_l, w_z}: the first L - xi rows of w_plus (content) followed by the xi style rows."""
+def fuse_codes(offsets, style_rows):
+    """{w_l, w_z}: the first L - xi rows of the encoder's offsets (content), then the xi style rows of M."""
     xi = style_rows.shape[1]
-    return ops.concat((w_plus[:, :w_plus.shape[1] - xi], style_rows), axis=1)
+    return ops.concat((offsets[:, :offsets.shape[1] - xi], style_rows), axis=1)
+
+
+def style_part(offsets, xi):
+    """The last xi rows of a code [B, L, S]: what M's output replaces and the swap loss compares."""
+    return offsets[:, offsets.shape[1] - xi:]
 
 
 class ModifyNets(nn.Cell):
@@ -84,12 +92,25 @@ class ModifyNets(nn.Cell):
         self.encoder = build_encoder(cfg.encoder, self.n_latent, g.style_dim, cfg.loss_size)
         self.decoder = build_decoder(g)
         self.remap_net = RemapNet(cfg.remap.xi, g.style_dim, n_layers=cfg.remap.n_layers, lr_mul=cfg.remap.lr_mul)
-        self.discriminator = Discriminator(g.size, cfg.discriminator.channel_multiplier,
-                                           cfg.discriminator.channel_max)
+        d = cfg.discriminator
+        self.discriminator = Discriminator(g.size, d.channel_multiplier, d.channel_max,
+                                           stddev_group=d.group, stddev_feat=d.stddev_feat)
         self.gen_size, self.loss_size = g.size, cfg.loss_size
         factor = g.size // cfg.loss_size
         self.pool = nn.AvgPool2d(kernel_size=factor, stride=factor) if factor > 1 else None
         self.to_critic = CriticUpsample(cfg.loss_size, g.size, cfg.disc_upsample) if factor > 1 else None
+
+    def groups(self):
+        """The four networks under their checkpoint group names (a run checkpoint's ``<group>/<param>``)."""
+        return {"encoder": self.encoder, "decoder": self.decoder, "remap_net": self.remap_net,
+                "discriminator": self.discriminator}
+
+    def w_plus(self, offsets, style_rows=None):
+        """The decoder's input: offsets [B, L, S] (with their last xi rows replaced by ``style_rows``
+        [B, xi, S] when given) plus the decoder's mean latent on every row."""
+        if style_rows is not None:
+            offsets = fuse_codes(offsets, style_rows)
+        return offsets + self.decoder.latent_avg
 
     def render(self, w_plus, noise):
         """W+ [B, L, S] -> image [B, 3, P, P] at the loss resolution."""
@@ -104,9 +125,16 @@ class ModifyNets(nn.Cell):
             img = self.to_critic(img)
         return self.discriminator(img)
 
-    def stylize(self, x, noise, style_rows=None):
-        """x [B, 3, P, P] -> D(E(x)), or D({w_l, style_rows}) when style rows from M are given."""
-        w_plus = self.encoder(x)
-        if style_rows is not None:
-            w_plus = fuse_codes(w_plus, style_rows)
-        return self.render(w_plus, noise)
+
+
+class Stylizer(nn.Cell):
+    """x [B, 3, P, P] -> D(encoder(x)), or D({w_l, M(z)}) when style samples z [B, Z] are given; no
+    gradients. ``encoder``: E (stage-1 samples, stage 2's teacher "real") or stage 2's E'."""
+
+    def __init__(self, nets, encoder):
+        super().__init__(auto_prefix=False)  # shared networks keep their parameter names
+        self.nets, self.encoder = nets, encoder
+
+    def construct(self, x, noise, z=None):
+        rows = None if z is None else self.nets.remap_net(z)
+        return ops.stop_gradient(self.nets.render(self.nets.w_plus(self.encoder(x), rows), noise))

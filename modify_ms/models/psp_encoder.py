@@ -23,13 +23,6 @@ MIDDLE_END = 7  # rows [3, 7) from 32x32, [7, n_styles) from 64x64
 HEAD_SLOPE = 0.01  # torch nn.LeakyReLU() default, which pSp's style heads use
 
 
-def n_styles_for(generator_size):
-    log2 = int(round(math.log2(generator_size)))
-    if generator_size < 4 or 2 ** log2 != generator_size:
-        raise ValueError(f"generator size must be a power of two >= 4, got {generator_size}")
-    return 2 * log2 - 2
-
-
 class GradualStyleBlock(nn.Cell):
     """Stride-2 conv3x3 + LeakyReLU(0.01) repeated log2(spatial) times down to 1x1, then EqualLinear."""
 
@@ -60,7 +53,7 @@ class GradualStyleEncoder(nn.Cell):
     """pSp encoder. Defaults are the real one: IR-SE50, input 256, 18 rows of 512.
 
     Args:
-        n_styles: W+ rows (18 for a 1024 generator, 14 for 256; see ``n_styles_for``).
+        n_styles: W+ rows (18 for a 1024 generator, 14 for 256: ``layout.n_latent_for``).
         input_size: encoder input resolution (the style heads' depths follow from it).
         num_layers / units / channels: body depth and widths (tiny test encoders).
         style_dim: output width (the generator's style_dim); defaults to channels[-1].

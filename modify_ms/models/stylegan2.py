@@ -14,6 +14,7 @@ from mindspore import Parameter, Tensor, nn, ops
 
 from ..nn import (Blur, EqualConv2d, EqualLinear, FusedLeakyReLU, ModulatedConv2d, NoiseInjection, PixelNorm,
                   Upsample)
+from .layout import check_size, check_stddev_batch, n_latent_for, stddev_group_for  # noqa: F401  (re-exported)
 
 
 def channel_table(channel_multiplier=2, channel_max=512):
@@ -21,17 +22,6 @@ def channel_table(channel_multiplier=2, channel_max=512):
     table = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * channel_multiplier, 128: 128 * channel_multiplier,
              256: 64 * channel_multiplier, 512: 32 * channel_multiplier, 1024: 16 * channel_multiplier}
     return {res: min(ch, channel_max) for res, ch in table.items()}
-
-
-def check_size(size):
-    if size not in (8, 16, 32, 64, 128, 256, 512, 1024):
-        raise ValueError(f"StyleGAN2 resolution must be a power of two from 8 to 1024, got {size}")
-    return int(math.log2(size))
-
-
-def n_latent_for(size):
-    """Number of W+ rows: 18 at 1024, 14 at 256."""
-    return check_size(size) * 2 - 2
 
 
 class ConstantInput(nn.Cell):
@@ -212,26 +202,6 @@ class ResBlock(nn.Cell):
     def construct(self, x):
         out = self.conv2(self.conv1(x))
         return (out + self.skip(x)) / math.sqrt(2.0)
-
-
-def stddev_group_for(batch, group_size):
-    """Group size used at ``batch``: min(group_size, batch), the whole batch when ``group_size`` is None.
-
-    NVlabs' rule (stylegan2-ada ``MinibatchStdLayer``); rosinality's is the same with 4.
-    Pure arithmetic: it runs inside compiled (and twice-differentiated) graphs, where a raise
-    breaks the gradient-penalty graph; the batch is checked on the host by ``check_stddev_batch``.
-    """
-    return batch if group_size is None else min(group_size, batch)
-
-
-def check_stddev_batch(batch, group_size):
-    """Host-side check, before a step is compiled: a batch the group does not divide (batch 6
-    with group 4) would make the stddev reshape fail (NVlabs' too); one ValueError line instead."""
-    group = stddev_group_for(batch, group_size)
-    if batch % group:
-        raise ValueError(f"minibatch stddev: batch {batch} is not divisible by the group size {group} "
-                         f"(min(stddev_group={group_size}, batch)); use a multiple of it or a batch below it")
-    return group
 
 
 def minibatch_stddev(x, group_size=4, num_features=1):

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import sys
+import time
 
 import numpy as np
 import mindspore as ms
@@ -107,37 +108,48 @@ def _weight_file(path, what, require, log):
     return ""
 
 
+def check_minibatch_stddev(discriminator, meta, path):
+    """A converted discriminator's recorded minibatch stddev (NVlabs' mbstd_group_size and
+    mbstd_num_channels, in the sidecar's kwargs) must be the model's: the weights do not show it,
+    and another group gives another network. One line naming the config keys otherwise."""
+    kwargs = meta.get("kwargs") or {}
+    if "stddev_group" not in kwargs and "stddev_feat" not in kwargs:
+        return  # rosinality files record nothing: their (4, 1) is the default
+    want = (kwargs.get("stddev_group", 4), kwargs.get("stddev_feat", 1))
+    have = (discriminator.stddev_group, discriminator.stddev_feat)
+    if want != have:
+        group = 0 if want[0] is None else want[0]
+        raise CheckpointFileError(f"{path}: converted with minibatch stddev group {want[0]}, {want[1]} feature(s), "
+                                  f"the model has {have[0]}, {have[1]}: set model.discriminator.stddev_group="
+                                  f"{group} and model.discriminator.stddev_feat={want[1]}")
+
+
 def load_pretrained(nets, loss_nets, weights, log):
     """Fill networks from converted checkpoints named in ``weights`` (WeightsConfig)."""
     table = (  # (config key, cell, parameters that may stay initialised)
         ("generator", nets.decoder, ()),
         ("discriminator", nets.discriminator, ()),
         # only the IR-SE50 body is pretrained; the pyramid and style heads start fresh (as in pSp)
-        ("encoder_backbone", nets.encoder, ("styles.", "latlayer", "latent_avg")),
+        ("encoder_backbone", nets.encoder, ("styles.", "latlayer")),
         ("identity", loss_nets.identity, ()),
         ("lpips", loss_nets.lpips, ()),
     )
     for key, cell, allow_missing in table:
         path = _weight_file(getattr(weights, key), key, weights.require, log)
         if path:
-            arrays, _ = read_arrays(path)
+            arrays, meta = read_arrays(path)
+            if key == "discriminator":
+                check_minibatch_stddev(nets.discriminator, meta, path)
             fill_cell(cell, arrays, path, allow_missing=allow_missing)
         elif key == "lpips":  # the linear layers are never random: the packaged v0.1 ones
             net = loss_nets.cfg.lpips_net
             fill_cell(cell, packaged_linear_layers(net), f"packaged LPIPS v0.1 {net} linear layers",
                       allow_missing=("net.",))
-    # pSp starts the encoder from the decoder's mean latent
-    avg = nets.decoder.latent_avg.asnumpy()
-    nets.encoder.latent_avg.set_data(ms.Tensor(np.tile(avg[None], (nets.n_latent, 1))))
-
-
-def adam(cell, optim_cfg):
-    return nn.Adam(cell.trainable_params(), learning_rate=optim_cfg.lr, beta1=optim_cfg.beta1,
-                   beta2=optim_cfg.beta2)
+    # (the decoder's latent_avg, from its checkpoint, is the origin of E's and M's offsets: ModifyNets.w_plus)
 
 
 def optimizer_groups(optimizers):
-    """{'optim.encoder': Adam, ...} for checkpointing (moments, beta powers, step counters)."""
+    """{'optim.encoder': optimizer, ...} for checkpointing (moments, step counters, Ranger's slow weights)."""
     return {f"optim.{name}": opt for name, opt in optimizers.items()}
 
 
@@ -221,6 +233,38 @@ class MetricsLog:
 
     def close(self):
         self.fh.close()
+
+
+def host_record(record):
+    """A step record with its device scalars copied to Python floats."""
+    return {k: float(v.asnumpy()) if isinstance(v, ms.Tensor) else v for k, v in record.items()}
+
+
+class PendingRecords:
+    """Step records whose losses are still device tensors, copied to the host together at log
+    intervals. Each line's ``sec`` is the interval's mean wall time per step: steps run
+    asynchronously, so the time of one step is only known on average."""
+
+    def __init__(self):
+        self.records = []
+        self.t0 = time.perf_counter()
+
+    def add(self, record):
+        self.records.append(record)
+
+    def flush(self, metrics):
+        """Write the pending records to ``metrics`` (a MetricsLog, or None); returns the last one
+        (host values), None when nothing was pending."""
+        if not self.records:
+            return None
+        host = [host_record(r) for r in self.records]  # the first copy waits for the device
+        sec = round((time.perf_counter() - self.t0) / len(host), 4)
+        for record in host:
+            record["sec"] = sec
+            if metrics is not None:
+                metrics.write(record)
+        self.records, self.t0 = [], time.perf_counter()
+        return host[-1]
 
 
 def save_grid(path, rows):

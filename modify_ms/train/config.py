@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional, Tuple
 
 from ..data.config import DataConfig
+from ..models.layout import RESOLUTIONS, check_stddev_batch, n_latent_for
 
 NETWORKS = ("encoder", "decoder", "remap")
 MAX_WIDTH = 4096  # channels / style dimension: larger ones are typos that would exhaust memory when built
@@ -30,7 +31,7 @@ class GeneratorConfig:
     channel_max: int = 512
 
     def validate(self):
-        if self.size not in (8, 16, 32, 64, 128, 256, 512, 1024):
+        if self.size not in RESOLUTIONS:
             raise ValueError(f"generator.size must be a power of two in [8, 1024], got {self.size}")
         _in_range("generator.style_dim", self.style_dim, 1, MAX_WIDTH)
         _in_range("generator.channel_max", self.channel_max, 1, MAX_WIDTH)
@@ -71,12 +72,24 @@ class RemapConfig:
 
 @dataclass(frozen=True)
 class DiscriminatorConfig:
+    """StyleGAN2's ResNet discriminator. Minibatch stddev over groups of min(stddev_group, batch)
+    samples (0 = the whole batch), stddev_feat features: rosinality's (4, 1); a converted NVlabs
+    stylegan2-ada file records its own (8 in paper256/512), and loading it checks they agree."""
     channel_multiplier: int = 2
     channel_max: int = 512
+    stddev_group: int = 4
+    stddev_feat: int = 1
 
     def validate(self):
         _in_range("discriminator.channel_multiplier", self.channel_multiplier, 1, 16)
         _in_range("discriminator.channel_max", self.channel_max, 1, MAX_WIDTH)
+        _in_range("discriminator.stddev_group", self.stddev_group, 0, 1024)
+        _in_range("discriminator.stddev_feat", self.stddev_feat, 0, 64)
+
+    @property
+    def group(self):
+        """The Discriminator's ``stddev_group`` argument (None: the whole batch)."""
+        return self.stddev_group or None
 
 
 @dataclass(frozen=True)
@@ -115,7 +128,7 @@ class ModelConfig:
             raise ValueError(f"model.loss_size {self.loss_size} must divide generator.size {self.generator.size}")
         if self.loss_size % 64:
             raise ValueError(f"model.loss_size must be a multiple of 64 (encoder input), got {self.loss_size}")
-        n_latent = 2 * (self.generator.size.bit_length() - 1) - 2
+        n_latent = n_latent_for(self.generator.size)
         if not 1 <= self.remap.xi < n_latent:
             raise ValueError(f"model.remap.xi must be in [1, {n_latent - 1}] for a {self.generator.size} generator")
 
@@ -133,16 +146,17 @@ class WeightsConfig:
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Stage 1 weights {swap, lpips, adv_r, adv_z, l2, id}."""
+    """Stage 1 weights {swap, lpips, adv_r, adv_z, l2, id}, and the authors' optional w-norm of E(y)."""
     swap: float = 0.0
     lpips: float = 0.0
     adv_r: float = 0.0
     adv_z: float = 0.0
     l2: float = 0.0
     id: float = 0.0
+    w_norm: float = 0.0  # not in the paper; pSp's / the authors' code weight it 0.005
 
     def validate(self):
-        if min(self.swap, self.lpips, self.adv_r, self.adv_z, self.l2, self.id) < 0:
+        if min(self.swap, self.lpips, self.adv_r, self.adv_z, self.l2, self.id, self.w_norm) < 0:
             raise ValueError("loss weights must be >= 0")
 
 
@@ -196,8 +210,9 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class AdversarialConfig:
-    """'wgan' is the paper's objective, 'logistic' the authors' code; both with the one-sided GP."""
-    kind: Literal["wgan", "logistic"] = "logistic"
+    """'wgan' is the paper's objective (the default, like every other default here: the paper's),
+    'logistic' the authors' code's; both with the one-sided gradient penalty (weight 10)."""
+    kind: Literal["wgan", "logistic"] = "wgan"
     gp_weight: float = 10.0
 
     def validate(self):
@@ -245,6 +260,7 @@ class Stage1Config:
             raise ValueError(f"data.size ({self.data.size}) must equal model.loss_size ({self.model.loss_size})")
         if not self.data.resampled_real:
             raise ValueError("data.resampled_real must be true in stage 1 (the adversarial loss's y')")
+        check_stddev_batch(self.data.batch_size, self.model.discriminator.group)
 
     @property
     def total_steps(self):
@@ -253,14 +269,15 @@ class Stage1Config:
 
 @dataclass(frozen=True)
 class Stage2Weights:
-    """Stage 2 weights (paper: adv 0.01, l2 0.5, lpips 0.8, id 1)."""
+    """Stage 2 weights (paper: adv 0.01, l2 0.5, lpips 0.8, id 1), and the authors' optional w-norm of E'(x)."""
     adv: float = 0.01
     l2: float = 0.5
     lpips: float = 0.8
     id: float = 1.0
+    w_norm: float = 0.0  # not in the paper; the authors' code adds it with weight 0.005
 
     def validate(self):
-        if min(self.adv, self.l2, self.lpips, self.id) < 0:
+        if min(self.adv, self.l2, self.lpips, self.id, self.w_norm) < 0:
             raise ValueError("stage-2 loss weights must be >= 0")
 
 
@@ -269,9 +286,13 @@ class Stage2Config:
     stage1: str = ""  # a stage-1 run directory or one of its checkpoints (its model and loss weights are reused)
     mode: Literal["offline", "online", "test-time"] = "test-time"
     weights: Stage2Weights = field(default_factory=Stage2Weights)
-    data: DataConfig = field(default_factory=lambda: DataConfig(path="builtin:photos", batch_size=1))
+    # offline mode's source set; data.size 0 = the stage-1 run's model.loss_size (the only size E' reads)
+    data: DataConfig = field(default_factory=lambda: DataConfig(path="builtin:photos", batch_size=1, size=0))
     offline_steps: int = 20000
     test_time_steps: int = 50
+    # online: 0 = one update per arriving photo (a folder once, or --watch); N = the paper's online
+    # training, the photos replayed in order for N updates (20k over 2000), then every output rewritten
+    online_updates: int = 0
     optim: OptimConfig = field(default_factory=OptimConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     # run.out_dir: stylize's work folder (metrics, stage-2 checkpoints, compile cache; --work-dir);
@@ -281,3 +302,5 @@ class Stage2Config:
     def validate(self):
         if self.offline_steps < 1 or self.test_time_steps < 1:
             raise ValueError("offline_steps and test_time_steps must be >= 1")
+        if self.online_updates < 0:
+            raise ValueError(f"online_updates must be >= 0, got {self.online_updates}")

@@ -6,35 +6,21 @@ decodes); then it seeds, builds, and only then creates the run folder with its
 config.yaml and loss_nets.ckpt.
 """
 import os
-import time
 
 import numpy as np
 import mindspore as ms
-from mindspore import nn, ops
 
 from ..data.dataset import build_dataset, make_pipeline
-from ..models.modify import ModifyNets
+from ..models.modify import ModifyNets, Stylizer
 from ..utils.checkpoint import load_groups
 from .checks import check_resume_point, check_run_dir, check_weight_files
-from .common import (LOSS_NETS_FILE, LossNets, MetricsLog, ResumePoint, RunCheckpoints, adam, host_noise,
+from .common import (LOSS_NETS_FILE, LossNets, MetricsLog, PendingRecords, ResumePoint, RunCheckpoints, host_noise,
                      load_loss_nets, load_pretrained, optimizer_groups, progress, rng_state, save_grid,
                      save_loss_nets, seed_everything, setup_runtime, write_resolved_config)
+from .optim import build_optimizer
 from .steps import STAGE1_TERMS, CriticLoss, Stage1Loss, UpdateStep
 
 TRAINED = {"encoder": "encoder", "decoder": "decoder", "remap": "remap_net"}
-
-
-class _SampleRender(nn.Cell):
-    """The sample grid's rows y_r = D(E(y)) and y_z = D({w_l, M(z)}) (every phase shows both), no gradients."""
-
-    def __init__(self, nets):
-        super().__init__(auto_prefix=False)
-        self.nets = nets
-
-    def construct(self, y, z, noise):
-        y_r = self.nets.stylize(y, noise)
-        y_z = self.nets.stylize(y, noise, self.nets.remap_net(z))
-        return ops.stop_gradient(y_r), ops.stop_gradient(y_z)
 
 
 def phase_at(phases, step):
@@ -64,9 +50,9 @@ class Stage1Trainer:
         # M and Dis have no BatchNorm, and ArcFace/LPIPS are frozen (their BatchNorm never uses batch
         # statistics). Sample grids switch E to inference mode while they render (sample_rows).
         self.nets.encoder.set_train(True)
-        self.sample_render = _SampleRender(self.nets)
-        self.optimizers = {name: adam(getattr(self.nets, attr), cfg.optim) for name, attr in TRAINED.items()}
-        self.optimizers["discriminator"] = adam(self.nets.discriminator, cfg.optim)
+        self.sample_render = Stylizer(self.nets, self.nets.encoder)  # grid rows y_r and y_z (every phase)
+        self.optimizers = {name: build_optimizer(getattr(self.nets, attr), cfg.optim) for name, attr in TRAINED.items()}
+        self.optimizers["discriminator"] = build_optimizer(self.nets.discriminator, cfg.optim)
         self.step_cells = {}
         self.rng = np.random.default_rng(cfg.run.seed)
         self.step = 0
@@ -74,8 +60,7 @@ class Stage1Trainer:
 
     # ----------------------------------------------------------------- state
     def groups(self):
-        groups = {"encoder": self.nets.encoder, "decoder": self.nets.decoder, "remap_net": self.nets.remap_net,
-                  "discriminator": self.nets.discriminator}
+        groups = self.nets.groups()
         groups.update(optimizer_groups(self.optimizers))
         return groups
 
@@ -106,27 +91,36 @@ class Stage1Trainer:
         return self.step_cells[index]
 
     def train_step(self, y, y_real):
-        """One generator-side update then one discriminator update; returns the metrics record."""
+        """One generator-side update then one discriminator update. Returns the step's record with
+        its losses still on the device (``host_record`` copies them): the loop copies at log
+        intervals only, since a copy per step would make the host wait for every step."""
         index, _ = phase_at(self.cfg.phases, self.step)
         phase = self.cfg.phases[index]
         g_step, d_step = self.phase_cells(index)
         self.nets.encoder.set_train(True)  # a flag only: each compiled graph keeps the mode it was built in
         batch = y.shape[0]
-        z = ms.Tensor(self.rng.standard_normal((batch, self.nets.remap_net.z_dim), dtype=np.float32))
         noise_r = host_noise(self.nets.decoder, batch, self.rng, self.cfg.run.noise)
-        noise_z = host_noise(self.nets.decoder, batch, self.rng, self.cfg.run.noise)
+        if g_step.loss_cell.need_y_z:
+            z = ms.Tensor(self.rng.standard_normal((batch, self.nets.remap_net.z_dim), dtype=np.float32))
+            noise_z = host_noise(self.nets.decoder, batch, self.rng, self.cfg.run.noise)
+        else:  # the phase never renders y_z: nothing is drawn for it (the graph ignores these inputs)
+            z, noise_z = self.unused_z(batch), noise_r
         total, terms, y_r, y_z = g_step(ms.Tensor(y), z, noise_r, noise_z)  # y_r, y_z: batch statistics
-        record = {"step": self.step + 1, "phase": index, "loss": float(total.asnumpy())}
-        record.update({k: float(v.asnumpy()) for k, v in zip(STAGE1_TERMS, terms)})
+        record = {"step": self.step + 1, "phase": index, "loss": total}
+        record.update(zip(STAGE1_TERMS, terms))
         if d_step is not None:
             fakes = ms.mutable(tuple(f for f, w in ((y_r, phase.weights.adv_r), (y_z, phase.weights.adv_z))
                                      if w > 0))  # mutable: a constant tuple would recompile every step
             alpha = ms.Tensor(self.rng.uniform(size=(batch, 1, 1, 1)).astype(np.float32))
-            d_loss, real_logit = d_step(ms.Tensor(y_real), fakes, alpha)
-            record.update(d_loss=float(d_loss.asnumpy()), d_real=float(real_logit.asnumpy()))
+            record["d_loss"], record["d_real"] = d_step(ms.Tensor(y_real), fakes, alpha)
         self.step += 1
         self.last_batch = y
         return record
+
+    def unused_z(self, batch):
+        if getattr(self, "_unused_z", None) is None or self._unused_z.shape[0] != batch:
+            self._unused_z = ms.Tensor(np.zeros((batch, self.nets.remap_net.z_dim), np.float32))
+        return self._unused_z
 
     def sample_rows(self, y):
         """Grid rows [y, y_r, y_z] for the batch y, rendered as at inference: E with its running
@@ -139,24 +133,28 @@ class Stage1Trainer:
         noise = host_noise(self.nets.decoder, batch, rng, self.cfg.run.noise)
         self.nets.encoder.set_train(False)
         try:
-            y_r, y_z = self.sample_render(ms.Tensor(y), z, noise)
+            y_r = self.sample_render(ms.Tensor(y), noise)
+            y_z = self.sample_render(ms.Tensor(y), noise, z)
         finally:
             self.nets.encoder.set_train(True)
         return [y, y_r.asnumpy(), y_z.asnumpy()]
 
     # ----------------------------------------------------------------- loop
-    def log_step(self, record, total, bar, metrics, t0):
-        """Metrics line, progress bar, sample grid and checkpoint at their intervals."""
+    def log_step(self, record, total, bar, metrics, pending):
+        """Progress bar every step; metrics lines (copied from the device together), sample grid
+        and checkpoint at their intervals."""
         run = self.cfg.run
-        record["sec"] = round(time.perf_counter() - t0, 4)
-        metrics.write(record)
         bar.update(1)
-        if self.step % run.log_every == 0 or self.step == 1:
-            bar.set_postfix({k: f"{record[k]:.3f}" for k in ("loss", "l2", "lpips", "id", "swap")})
-        if self.step % run.sample_every == 0 or self.step == total:
+        pending.add(record)
+        sample = self.step % run.sample_every == 0 or self.step == total
+        ckpt = self.step % run.ckpt_every == 0 or self.step == total
+        if self.step % run.log_every == 0 or self.step == 1 or sample or ckpt:
+            last = pending.flush(metrics)
+            bar.set_postfix({k: f"{last[k]:.3f}" for k in ("loss", "l2", "lpips", "id", "swap")})
+        if sample:
             path = os.path.join(self.run_dir, "samples", f"step_{self.step:08d}.png")
             save_grid(path, self.sample_rows(self.last_batch))  # rows: y | y_r | y_z
-        if self.step % run.ckpt_every == 0 or self.step == total:
+        if ckpt:
             self.save()
 
     def epoch_pipeline(self):
@@ -177,7 +175,7 @@ class Stage1Trainer:
         bar = progress(total, self.step, "stage 1")
         epochs = -(-(total - self.step + skip) // per_epoch)
         iterator = pipeline.dataset.create_tuple_iterator(output_numpy=True, num_epochs=epochs)
-        t0 = time.perf_counter()
+        pending = PendingRecords()
         try:
             for _ in range(epochs):  # each pass over the iterator is one epoch (new shuffle and flips)
                 for batch in iterator:
@@ -187,9 +185,9 @@ class Stage1Trainer:
                     if self.step >= total:
                         break
                     y, y_real = pipeline.arrays(batch)  # logs any image a worker could not decode
-                    self.log_step(self.train_step(y, y_real), total, bar, metrics, t0)
-                    t0 = time.perf_counter()
+                    self.log_step(self.train_step(y, y_real), total, bar, metrics, pending)
         finally:
+            pending.flush(metrics)
             bar.close()
             metrics.close()
         if pipeline.skips is not None and pipeline.skips.summary():

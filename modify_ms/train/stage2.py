@@ -10,44 +10,22 @@ modes share ``Stage2Model.update``:
 * test-time: per photo, E', Dis and both optimizers restart from stage 1, then
              ``test_time_steps`` updates on that photo alone, then the output.
 """
+import dataclasses
 import os
 import zlib
 
 import numpy as np
 import mindspore as ms
-from mindspore import nn, ops
 
-from ..config import load_config
-from ..models.modify import ModifyNets, build_encoder
+from ..config import ConfigError, load_config
+from ..models.layout import check_stddev_batch
+from ..models.modify import ModifyNets, Stylizer, build_encoder
 from ..utils.checkpoint import CheckpointFileError
-from .common import (LossNets, adam, host_noise, load_checkpoint_into, load_loss_nets, resolve_checkpoint,
-                     restore_rng, rng_state, seed_everything, setup_runtime)
+from .common import (LossNets, PendingRecords, host_noise, load_checkpoint_into, load_loss_nets,
+                     resolve_checkpoint, restore_rng, rng_state, seed_everything, setup_runtime)
 from .config import Stage1Config
-from .steps import STAGE2_TERMS, CriticLoss, Stage2Loss, UpdateStep
-
-
-class _Render(nn.Cell):
-    """D(encoder(x)) at the loss resolution, no gradients (teacher targets and inference)."""
-
-    def __init__(self, nets, encoder):
-        super().__init__(auto_prefix=False)
-        self.nets, self.encoder = nets, encoder
-
-    def construct(self, x, noise):
-        return ops.stop_gradient(self.nets.render(self.encoder(x), noise))
-
-
-class _RenderFused(nn.Cell):
-    """D({w_l(E'(x)), M(z)}): a stylization with the style rows of a sample z (multi-modal output)."""
-
-    def __init__(self, nets, encoder):
-        super().__init__(auto_prefix=False)
-        self.nets, self.encoder = nets, encoder
-
-    def construct(self, x, z, noise):
-        w_plus = self.encoder(x)
-        rows = self.nets.remap_net(z)
-        return self.nets.render(ops.concat((w_plus[:, :w_plus.shape[1] - rows.shape[1]], rows), axis=1), noise)
+from .optim import build_optimizer
+from .steps import STAGE2_TERMS, CriticLoss, ReconstructionObjective, ReconstructionTerms, Stage2Loss, UpdateStep
 
 
 def load_stage1(stage1_path):
@@ -61,6 +39,20 @@ def load_stage1(stage1_path):
         raise CheckpointFileError(f"{stage1_path}: not a stage-1 run or a checkpoint inside one "
                                   f"(expected <run>/checkpoints/step_*.ckpt and <run>/config.yaml)")
     return load_config(cfg_path, Stage1Config), ckpt
+
+
+def source_data_config(data_cfg, stage1_cfg):
+    """Offline mode's data section at the stage-1 loss size (data.size 0), or an error naming both
+    sizes when the config asks for another: E' reads images at the loss size only."""
+    size = stage1_cfg.model.loss_size
+    if data_cfg.size not in (0, size):
+        raise ConfigError(f"data.size is {data_cfg.size} but the stage-1 run's model.loss_size is {size}: "
+                         f"stage 2 reads images at the loss size (set data.size={size} or 0)")
+    try:
+        check_stddev_batch(data_cfg.batch_size, stage1_cfg.model.discriminator.group)
+    except ValueError as exc:
+        raise ConfigError(f"data.batch_size: {exc}") from None
+    return dataclasses.replace(data_cfg, size=size)
 
 
 class Stage2Model:
@@ -85,9 +77,9 @@ class Stage2Model:
         self.nets.set_train(False)
         # exactly the loss networks stage 1 trained with (saved in its run); E, D, M, Dis from its checkpoint
         load_loss_nets(self.loss_nets, os.path.dirname(os.path.dirname(os.path.abspath(self.stage1_ckpt))))
-        load_checkpoint_into(self.stage1_ckpt, self._stage1_groups(), partial=True)
-        self.student_opt = adam(self.student, cfg.optim)
-        self.disc_opt = adam(self.nets.discriminator, cfg.optim)
+        load_checkpoint_into(self.stage1_ckpt, self.nets.groups(), partial=True)
+        self.student_opt = build_optimizer(self.student, cfg.optim)
+        self.disc_opt = build_optimizer(self.nets.discriminator, cfg.optim)
         adv = cfg.adversarial
         self.g_step = UpdateStep(Stage2Loss(self.nets, self.student, self.loss_nets.lpips, self.loss_nets.identity,
                                             cfg.weights, adv.kind),
@@ -95,16 +87,14 @@ class Stage2Model:
         self.d_step = UpdateStep(CriticLoss(self.nets, adv.kind, adv.gp_weight),
                                  [(self.disc_opt, self.nets.discriminator.trainable_params())]) \
             if cfg.weights.adv > 0 else None
-        self.teacher_render = _Render(self.nets, self.nets.encoder)
-        self.student_render = _Render(self.nets, self.student)
-        self.fused_render = _RenderFused(self.nets, self.student)
+        self.teacher_render = Stylizer(self.nets, self.nets.encoder)  # D(E(x)): the discriminator's "real"
+        self.student_render = Stylizer(self.nets, self.student)        # D(E'(x)), or D({w_l, M(z)}) with z
+        w = cfg.weights
+        self.measure = ReconstructionObjective(ReconstructionTerms(self.loss_nets.lpips, self.loss_nets.identity,
+                                                                   w.l2, w.lpips, w.id))
         self.rng = np.random.default_rng(cfg.run.seed)
         self._initial = self._snapshot()
         self.updates = 0
-
-    def _stage1_groups(self):
-        return {"encoder": self.nets.encoder, "decoder": self.nets.decoder, "remap_net": self.nets.remap_net,
-                "discriminator": self.nets.discriminator}
 
     def groups(self):
         """What a stage-2 checkpoint holds (the frozen networks come from the stage-1 checkpoint)."""
@@ -127,7 +117,8 @@ class Stage2Model:
         """Back to the stage-1 weights with fresh Adam states; reseed the host RNG from ``seed_key``."""
         for cell in self.groups().values():
             for p in cell.get_parameters():
-                p.set_data(ms.Tensor(self._initial[id(p)], dtype=p.dtype))
+                # in place: a compiled update holding the old storage (step counters) must see the reset
+                p.assign_value(ms.Tensor(self._initial[id(p)], dtype=p.dtype))
         if seed_key is not None:
             self.rng = np.random.default_rng([self.cfg.run.seed, seed_key])
         self.updates = 0
@@ -145,18 +136,18 @@ class Stage2Model:
             self.student.set_train(True)
 
     def update(self, x):
-        """One E' update (and one Dis update) on the batch x [B, 3, P, P]; returns the metrics record."""
+        """One E' update (and one Dis update) on the batch x [B, 3, P, P]. Returns the metrics record
+        with its values still on the device (``host_record`` copies them; callers do at log intervals)."""
         self.student.set_train(True)  # a flag only: each compiled graph keeps the mode it was built in
         x = ms.Tensor(x)
         batch = x.shape[0]
         total, terms, x_out = self.g_step(x, self.noise(batch))
-        record = {"loss": float(total.asnumpy())}
-        record.update({k: float(v.asnumpy()) for k, v in zip(STAGE2_TERMS, terms)})
+        record = {"loss": total}
+        record.update(zip(STAGE2_TERMS, terms))
         if self.d_step is not None:
             real = self.teacher_render(x, self.noise(batch))
             alpha = ms.Tensor(self.rng.uniform(size=(batch, 1, 1, 1)).astype(np.float32))
-            d_loss, _ = self.d_step(real, ms.mutable((x_out,)), alpha)
-            record["d_loss"] = float(d_loss.asnumpy())
+            record["d_loss"], _ = self.d_step(real, ms.mutable((x_out,)), alpha)
         self.updates += 1
         return record
 
@@ -172,17 +163,13 @@ class Stage2Model:
         k = zs.shape[0]
         xs = ms.Tensor(np.repeat(x, k, axis=0))
         rng = np.random.default_rng(noise_seed)
-        return self._inference(self.fused_render, xs, ms.Tensor(zs.astype(np.float32)),
-                               host_noise(self.nets.decoder, k, rng, self.cfg.run.noise))
+        return self._inference(self.student_render, xs, host_noise(self.nets.decoder, k, rng, self.cfg.run.noise),
+                               ms.Tensor(zs.astype(np.float32)))
 
     def objective(self, x):
         """L2 + LPIPS + ID of x vs D(E'(x)) without updating (to measure adaptation); the output that
         stylize() writes, so E' on its running statistics."""
-        x_out = ms.Tensor(self.stylize(x))
-        xt = ms.Tensor(x)
-        w = self.cfg.weights
-        return float((w.l2 * ((xt - x_out) ** 2).mean() + w.lpips * self.loss_nets.lpips(x_out, xt)
-                      + w.id * self.loss_nets.identity(x_out, xt)).asnumpy())
+        return float(self.measure(ms.Tensor(x), ms.Tensor(self.stylize(x))).asnumpy())
 
     def save(self, ckpts, step, extra):
         return ckpts.save(step, self.groups(), dict(extra, rng=rng_state(self.rng), stage=2))
@@ -203,23 +190,26 @@ def photo_key(name):
 # writes its files), so the model state a photo's outputs come from is the one right after
 # that photo's own update(s).
 
-def test_time(model, photos, emit, steps, log=print, metrics=None, bar=None):
+def test_time(model, photos, emit, steps, log=print, metrics=None, bar=None, log_every=10):
     """For each (name, x [1,3,P,P]): reset to stage 1, ``steps`` updates on x alone, then ``emit``.
 
     ``bar(total, desc)``: a progress bar factory for the steps of each photo (one photo), else a
-    line per photo. Returns {name: (objective before, objective after)}."""
+    line per photo. Losses are copied from the device every ``log_every`` steps. Returns
+    {name: (objective before, objective after)}."""
     results = {}
     for name, x in photos:
         model.reset(seed_key=photo_key(name))
         before = model.objective(x)
         steps_bar = bar(steps, os.path.basename(name)) if bar is not None else None
+        pending = PendingRecords()
         for i in range(steps):
-            record = model.update(x)
-            if metrics is not None:
-                metrics.write(dict(record, photo=os.path.basename(name), step=i + 1))
+            pending.add(dict(model.update(x), photo=os.path.basename(name), step=i + 1))
             if steps_bar is not None:
                 steps_bar.update(1)
-                steps_bar.set_postfix(loss=f"{record['loss']:.3f}")
+            if (i + 1) % log_every == 0 or i + 1 == steps:
+                last = pending.flush(metrics)
+                if steps_bar is not None:
+                    steps_bar.set_postfix(loss=f"{last['loss']:.3f}")
         if steps_bar is not None:
             steps_bar.close()
         after = model.objective(x)
@@ -229,47 +219,76 @@ def test_time(model, photos, emit, steps, log=print, metrics=None, bar=None):
     return results
 
 
-def online(model, arrivals, emit, ckpts=None, ckpt_every=50, state=None, log=print, metrics=None):
+def online(model, arrivals, emit, ckpts=None, ckpt_every=50, state=None, log=print, metrics=None, updates=0,
+           log_every=10):
     """Each arriving (name, x): one update (batch 1), then ``emit`` at once.
 
-    ``state`` (from a checkpoint) lists the names already processed, which are skipped;
-    the state is saved every ``ckpt_every`` photos and when the stream ends or is interrupted."""
-    done = list((state or {}).get("processed", []))
+    ``updates`` > 0 is the paper's online training: the finite stream is replayed in its order
+    until that many updates (20k over 2000 photos); each photo is written on its first arrival
+    and all are written again by the final E' at the end. ``state`` (from a checkpoint) holds
+    the names already processed (skipped) and the update count; the state is saved every
+    ``ckpt_every`` updates and when the stream ends or is interrupted."""
+    state = state or {}
+    done = list(state.get("processed", []))
     seen = set(done)
-    saved = len(done)
+    count = int(state.get("updates", len(done)))
+    saved = count
+    pending = PendingRecords()
+
+    def save():
+        if ckpts is not None:
+            model.save(ckpts, count, {"processed": done, "updates": count, "mode": "online"})
+
     try:
-        for name, x in arrivals:
-            if name in seen:
-                continue
-            record = model.update(x)
-            path = emit(name, x)
-            done.append(name)
-            seen.add(name)
-            if metrics is not None:
-                metrics.write(dict(record, photo=os.path.basename(name), step=len(done)))
-            log(f"[{len(done)}] {name}: loss {record['loss']:.4f}; wrote {path}")
-            if ckpts is not None and len(done) % ckpt_every == 0:
-                model.save(ckpts, len(done), {"processed": done, "mode": "online"})
-                saved = len(done)
+        if updates:
+            arrivals = list(arrivals)  # the finite source, replayed (kept in memory: ~0.8 MB a 256 px photo)
+            if not arrivals:
+                return done
+            replay = (arrivals[i % len(arrivals)] for i in range(count, updates))
+        else:
+            replay = ((n, x) for n, x in arrivals if n not in seen)
+        for name, x in replay:
+            pending.add(dict(model.update(x), photo=os.path.basename(name), step=count + 1))
+            count += 1
+            if name not in seen:  # first arrival: its output at once, from the state after its update
+                path = emit(name, x)
+                done.append(name)
+                seen.add(name)
+                log(f"[{len(done)}] {name}: loss {pending.flush(metrics)['loss']:.4f}; wrote {path}")
+            elif count % log_every == 0:
+                pending.flush(metrics)
+            if count % ckpt_every == 0:
+                save()
+                saved = count
+        pending.flush(metrics)
+        if updates:
+            for name, x in arrivals:
+                emit(name, x)
+            log(f"online: {count} updates over {len(arrivals)} photos; every output rewritten by the final E'")
     finally:
-        if ckpts is not None and len(done) > saved:
-            model.save(ckpts, len(done), {"processed": done, "mode": "online"})
+        pending.flush(metrics)
+        if count > saved:
+            save()
     return done
 
 
-def offline(model, batches, steps, start=0, ckpts=None, ckpt_every=1000, log=print, metrics=None, bar=None):
+def offline(model, batches, steps, start=0, ckpts=None, ckpt_every=1000, log=print, metrics=None, bar=None,
+            log_every=10):
     """``steps`` updates over batches of the source set (an iterator of [B,3,P,P] arrays)."""
     step = start
+    pending = PendingRecords()
     for x in batches:
         if step >= steps:
             break
-        record = model.update(x)
+        pending.add(dict(model.update(x), step=step + 1))
         step += 1
-        if metrics is not None:
-            metrics.write(dict(record, step=step))
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.3f}")
+        if step % log_every == 0 or step == steps:
+            last = pending.flush(metrics)
+            if bar is not None:
+                bar.set_postfix(loss=f"{last['loss']:.3f}")
         if ckpts is not None and (step % ckpt_every == 0 or step == steps):
             model.save(ckpts, step, {"mode": "offline"})
+    pending.flush(metrics)
     return step

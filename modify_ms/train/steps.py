@@ -9,13 +9,20 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from ..losses.adversarial import LipschitzPenalty, discriminator_adv_loss, generator_adv_loss
+from ..models.modify import style_part
 
-STAGE1_TERMS = ("l2", "lpips", "id", "adv_r", "adv_z", "swap")
-STAGE2_TERMS = ("l2", "lpips", "id", "adv")
+STAGE1_TERMS = ("l2", "lpips", "id", "adv_r", "adv_z", "swap", "w_norm")
+STAGE2_TERMS = ("l2", "lpips", "id", "adv", "w_norm")
 
 
 def mse(a, b):
     return ((a - b) ** 2).mean()
+
+
+def w_norm(offsets):
+    """pSp's WNormLoss with start_from_latent_avg: the L2 norm of each sample's offset code
+    [L, S] from the mean latent, averaged over the batch (the authors' option, weight 0.005)."""
+    return ops.sqrt((offsets * offsets).sum(axis=(1, 2))).mean()
 
 
 class ReconstructionTerms(nn.Cell):
@@ -36,9 +43,10 @@ class ReconstructionTerms(nn.Cell):
 
 class Stage1Loss(nn.Cell):
     """Eq. (6), generator side: y -> y_r = D(E(y)); z -> w_z = M(z), y_z = D({w_l, w_z});
-    swap loss between w_z and the last xi rows of E(y_z) for the same z.
+    swap loss between w_z and the last xi rows of E(y_z) for the same z (offsets, module doc of
+    models.modify).
 
-    Returns (total, terms (l2, lpips, id, adv_r, adv_z, swap), y_r, y_z)."""
+    Returns (total, terms STAGE1_TERMS, y_r, y_z)."""
 
     def __init__(self, nets, lpips, identity, weights, adv_kind):
         super().__init__(auto_prefix=False)
@@ -50,42 +58,55 @@ class Stage1Loss(nn.Cell):
 
     def construct(self, y, z, noise_r, noise_z):
         zero = ops.zeros((), ms.float32)
-        w_plus = self.nets.encoder(y)
-        y_r = self.nets.render(w_plus, noise_r)
+        offsets = self.nets.encoder(y)
+        y_r = self.nets.render(self.nets.w_plus(offsets), noise_r)
         l2, lp, idl, total = self.recon(y, y_r)
         adv_r = generator_adv_loss(self.nets.critic(y_r), self.adv_kind) if self.w.adv_r > 0 else zero
+        wn = w_norm(offsets) if self.w.w_norm > 0 else zero
         adv_z, swap, y_z = zero, zero, y_r
         if self.need_y_z:
             style_rows = self.nets.remap_net(z)                                  # w_z [B, xi, S]
-            content = w_plus[:, :w_plus.shape[1] - style_rows.shape[1]]          # w_l
-            y_z = self.nets.render(ops.concat((content, style_rows), axis=1), noise_z)
+            y_z = self.nets.render(self.nets.w_plus(offsets, style_rows), noise_z)
             if self.w.adv_z > 0:
                 adv_z = generator_adv_loss(self.nets.critic(y_z), self.adv_kind)
-            if self.w.swap > 0:
-                re_encoded = self.nets.encoder(y_z)                              # w'_fused = E(y_z)
-                swap = mse(style_rows, re_encoded[:, re_encoded.shape[1] - style_rows.shape[1]:])
-        total = total + self.w.adv_r * adv_r + self.w.adv_z * adv_z + self.w.swap * swap
-        return total, (l2, lp, idl, adv_r, adv_z, swap), ops.stop_gradient(y_r), ops.stop_gradient(y_z)
+            if self.w.swap > 0:                                                  # E(y_z)'s style rows vs w_z
+                swap = mse(style_rows, style_part(self.nets.encoder(y_z), style_rows.shape[1]))
+        total = total + self.w.adv_r * adv_r + self.w.adv_z * adv_z + self.w.swap * swap + self.w.w_norm * wn
+        return total, (l2, lp, idl, adv_r, adv_z, swap, wn), ops.stop_gradient(y_r), ops.stop_gradient(y_z)
 
 
 class Stage2Loss(nn.Cell):
-    """Eq. (7), encoder side: x' = D(E'(x)); adv on x', L2/LPIPS/ID between x and x'.
+    """Eq. (7), encoder side: x' = D(E'(x)); adv on x', L2/LPIPS/ID between x and x' (and the
+    authors' optional w-norm of E'(x)).
 
-    Returns (total, terms (l2, lpips, id, adv), x')."""
+    Returns (total, terms STAGE2_TERMS, x')."""
 
     def __init__(self, nets, student, lpips, identity, weights, adv_kind):
         super().__init__(auto_prefix=False)
         self.nets, self.student = nets, student
         self.recon = ReconstructionTerms(lpips, identity, weights.l2, weights.lpips, weights.id)
-        self.w_adv, self.adv_kind = weights.adv, adv_kind
+        self.w_adv, self.w_norm, self.adv_kind = weights.adv, weights.w_norm, adv_kind
 
     def construct(self, x, noise):
-        x_out = self.nets.render(self.student(x), noise)
+        zero = ops.zeros((), ms.float32)
+        offsets = self.student(x)
+        x_out = self.nets.render(self.nets.w_plus(offsets), noise)
         l2, lp, idl, total = self.recon(x, x_out)
-        adv = ops.zeros((), ms.float32)
-        if self.w_adv > 0:
-            adv = generator_adv_loss(self.nets.critic(x_out), self.adv_kind)
-        return total + self.w_adv * adv, (l2, lp, idl, adv), ops.stop_gradient(x_out)
+        adv = generator_adv_loss(self.nets.critic(x_out), self.adv_kind) if self.w_adv > 0 else zero
+        wn = w_norm(offsets) if self.w_norm > 0 else zero
+        return total + self.w_adv * adv + self.w_norm * wn, (l2, lp, idl, adv, wn), ops.stop_gradient(x_out)
+
+
+class ReconstructionObjective(nn.Cell):
+    """The reconstruction part of a loss (weighted L2 + LPIPS + ID) of given images, no gradients:
+    stage 2's measure of adaptation on the images it writes."""
+
+    def __init__(self, terms):
+        super().__init__(auto_prefix=False)
+        self.terms = terms
+
+    def construct(self, target, recon):
+        return ops.stop_gradient(self.terms(target, recon)[3])
 
 
 class CriticLoss(nn.Cell):
@@ -107,7 +128,7 @@ class CriticLoss(nn.Cell):
 
 
 class UpdateStep(nn.Cell):
-    """value_and_grad of a loss cell whose first output is the objective, then one Adam update
+    """value_and_grad of a loss cell whose first output is the objective, then one optimizer update
     per network. ``optimizers``: (optimizer, parameters) pairs; gradients are split in that order."""
 
     def __init__(self, loss_cell, optimizers):
