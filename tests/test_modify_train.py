@@ -8,6 +8,7 @@ stage 2 freezes the teacher encoder, the decoder and M; test-time adaptation rea
 updates E' (fresh optimizer per photo) and lowers the objective; results for two photos
 do not depend on their order; online writes one output per input in arrival order.
 """
+import copy
 import os
 
 import numpy as np
@@ -151,6 +152,27 @@ def test_swap_loss_uses_the_same_z_as_the_render(stage1):
     z_other = ms.Tensor(rng.standard_normal((4, nets.remap_net.z_dim), dtype=np.float32))
     other = ((nets.remap_net(z_other).asnumpy() - re_encoded) ** 2).mean()
     assert abs(other - swap_ref) > 1e-4
+
+
+def test_a_step_copies_nothing_to_the_host_and_draws_only_what_its_phase_uses(stage1, monkeypatch):
+    """On a GPU or Ascend card a host copy per step serialises the device: train_step returns device
+    values (copied at log intervals), and a phase that never renders y_z draws no z or noise for it."""
+    trainer = stage1["trainer"]
+    y, y_real = stage1["batches"][0]
+    trainer.step = 0  # phase 0 (the resume test below restores a real state)
+    before = copy.deepcopy(trainer.rng.bit_generator.state)
+
+    def refuse(self):
+        raise AssertionError("a host copy inside train_step")
+    monkeypatch.setattr(ms.Tensor, "asnumpy", refuse)
+    record = trainer.train_step(y, y_real)
+    monkeypatch.undo()
+    assert isinstance(record["loss"], ms.Tensor) and isinstance(record["d_loss"], ms.Tensor)
+    replay = np.random.default_rng()
+    replay.bit_generator.state = before
+    trainer.nets.decoder.random_noise(y.shape[0], replay)   # noise_r
+    replay.uniform(size=(y.shape[0], 1, 1, 1))               # the penalty's interpolation weights
+    assert replay.bit_generator.state == trainer.rng.bit_generator.state
 
 
 def test_checkpoint_resume_gives_the_same_losses(stage1):
