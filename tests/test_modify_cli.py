@@ -11,8 +11,10 @@ from tiny_run import overrides, run_tool
 
 def test_stage1_cli_writes_a_resumable_run(stage1_run):
     with open(os.path.join(stage1_run, "metrics.jsonl")) as fh:
-        steps = [json.loads(line)["step"] for line in fh]
-    assert steps == [1, 2, 3, 4, 5, 6]
+        lines = [json.loads(line) for line in fh]
+    assert [m["step"] for m in lines if "loss" in m] == [1, 2, 3, 4, 5, 6]
+    # a sample grid every 3 steps and at the end of each invocation (--max-steps 4, then the resumed run)
+    assert [m["step"] for m in lines if "specificity" in m] == [3, 4, 6]
     assert os.path.isfile(os.path.join(stage1_run, "config.yaml"))
     assert os.path.isfile(os.path.join(stage1_run, "samples", "step_00000006.png"))
     latest = json.load(open(os.path.join(stage1_run, "checkpoints", "latest.json")))

@@ -79,5 +79,9 @@ def test_the_same_command_twice_gives_the_same_bytes(two_runs):
     differing = [p for p in files_a if files_a[p] != files_b[p] and not p.endswith("metrics.jsonl")]
     assert not differing, differing
     metrics_a, metrics_b = _metrics_without_timings(cwd_a), _metrics_without_timings(cwd_b)
-    assert [m["step"] for m in metrics_a] == [1, 2] and metrics_a == metrics_b
-    assert all(np.isfinite(v) for m in metrics_a for v in m.values())
+    assert metrics_a == metrics_b
+    steps = [m for m in metrics_a if "loss" in m]
+    samples = [m for m in metrics_a if "specificity" in m]  # one line per sample grid
+    assert [m["step"] for m in steps] == [1, 2] and [m["step"] for m in samples] == [1, 2]
+    assert all(np.isfinite(v) for m in steps for v in m.values())
+    assert all(0 < m["specificity"] < 10 and m["samples"] == f"samples/step_{m['step']:08d}.png" for m in samples)

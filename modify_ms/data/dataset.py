@@ -270,5 +270,20 @@ def make_pipeline(cfg: DataConfig, source: ImageSource, skips: Optional[SkipLog]
     return DataPipeline(data, source, columns, batches, list(source.skipped), skips)
 
 
+def held_images(source: ImageSource, size: int, crop: str, count: int) -> np.ndarray:
+    """[K, 3, size, size]: ``count`` images spread evenly over ``source``, unflipped (K <= count;
+    unreadable ones are passed over): a fixed batch to watch training on, the same at every sample."""
+    data = ImageDataset(source, size, crop)
+    picks = sorted({int(i) for i in np.linspace(0, len(source) - 1, min(count, len(source))).round()})
+    images, seen = [], set()
+    for i in picks:
+        image, skipped = data.usable_image(i, 0)
+        index = (i + skipped) % len(source)
+        if skipped < len(source) and index not in seen:
+            seen.add(index)
+            images.append(image)
+    return np.stack(images)
+
+
 __all__ = ["EpochSampler", "ImageDataset", "DataPipeline", "SkipLog", "build_dataset", "make_pipeline",
-           "prepare_source", "first_readable", "encode_key", "decode_key", "InputError", "SKIP_COLUMN"]
+           "prepare_source", "first_readable", "held_images", "encode_key", "decode_key", "InputError", "SKIP_COLUMN"]

@@ -15,7 +15,8 @@ from mindspore import nn
 from ..config import save_resolved
 from ..data.imageio import save_image_atomic
 from ..losses.identity import IdentityLoss
-from ..losses.lpips import LPIPS, packaged_linear_layers
+from ..losses.builders import load_identity_weights, load_lpips_weights
+from ..losses.lpips import LPIPS
 from ..utils.checkpoint import (CheckpointFileError, atomic_write_json, fill_cell, load_groups, named_arrays,
                                 read_arrays, save_arrays)
 from ..utils.images import make_grid
@@ -125,14 +126,13 @@ def check_minibatch_stddev(discriminator, meta, path):
 
 
 def load_pretrained(nets, loss_nets, weights, log):
-    """Fill networks from converted checkpoints named in ``weights`` (WeightsConfig)."""
+    """Fill networks from converted checkpoints named in ``weights`` (WeightsConfig). The loss
+    networks load through ``losses.builders``, as evaluation loads them."""
     table = (  # (config key, cell, parameters that may stay initialised)
         ("generator", nets.decoder, ()),
         ("discriminator", nets.discriminator, ()),
         # only the IR-SE50 body is pretrained; the pyramid and style heads start fresh (as in pSp)
         ("encoder_backbone", nets.encoder, ("styles.", "latlayer")),
-        ("identity", loss_nets.identity, ()),
-        ("lpips", loss_nets.lpips, ()),
     )
     for key, cell, allow_missing in table:
         path = _weight_file(getattr(weights, key), key, weights.require, log)
@@ -141,10 +141,12 @@ def load_pretrained(nets, loss_nets, weights, log):
             if key == "discriminator":
                 check_minibatch_stddev(nets.discriminator, meta, path)
             fill_cell(cell, arrays, path, allow_missing=allow_missing)
-        elif key == "lpips":  # the linear layers are never random: the packaged v0.1 ones
-            net = loss_nets.cfg.lpips_net
-            fill_cell(cell, packaged_linear_layers(net), f"packaged LPIPS v0.1 {net} linear layers",
-                      allow_missing=("net.",))
+    path = _weight_file(weights.identity, "identity", weights.require, log)
+    if path:
+        load_identity_weights(loss_nets.identity, path)
+    # without a file the linear layers are still the packaged v0.1 ones (never random)
+    load_lpips_weights(loss_nets.lpips, loss_nets.cfg.lpips_net,
+                       _weight_file(weights.lpips, "lpips", weights.require, log) or None)
     # (the decoder's latent_avg, from its checkpoint, is the origin of E's and M's offsets: ModifyNets.w_plus)
 
 

@@ -10,7 +10,8 @@ import os
 import numpy as np
 import mindspore as ms
 
-from ..data.dataset import build_dataset, make_pipeline
+from ..data.dataset import build_dataset, held_images, make_pipeline
+from ..eval.specificity import specificity
 from ..models.modify import ModifyNets, Stylizer
 from ..utils.checkpoint import load_groups
 from .checks import check_resume_point, check_run_dir, check_weight_files
@@ -20,6 +21,7 @@ from .common import (LOSS_NETS_FILE, LossNets, MetricsLog, PendingRecords, Resum
 from .optim import build_optimizer
 from .steps import STAGE1_TERMS, CriticLoss, Stage1Loss, UpdateStep
 
+HELD_IMAGES = 8  # the sample grid's columns: fixed images spread over the data set
 TRAINED = {"encoder": "encoder", "decoder": "decoder", "remap": "remap_net"}
 
 
@@ -114,7 +116,6 @@ class Stage1Trainer:
             alpha = ms.Tensor(self.rng.uniform(size=(batch, 1, 1, 1)).astype(np.float32))
             record["d_loss"], record["d_real"] = d_step(ms.Tensor(y_real), fakes, alpha)
         self.step += 1
-        self.last_batch = y
         return record
 
     def unused_z(self, batch):
@@ -152,10 +153,20 @@ class Stage1Trainer:
             last = pending.flush(metrics)
             bar.set_postfix({k: f"{last[k]:.3f}" for k in ("loss", "l2", "lpips", "id", "swap")})
         if sample:
-            path = os.path.join(self.run_dir, "samples", f"step_{self.step:08d}.png")
-            save_grid(path, self.sample_rows(self.last_batch))  # rows: y | y_r | y_z
+            self.sample(metrics, bar)
         if ckpt:
             self.save()
+
+    def sample(self, metrics, bar):
+        """The held images' grid (rows y | y_r | y_z) and their reconstruction specificity
+        (eval.specificity: 1 = the mean image, 0 = perfect), logged and in metrics.jsonl."""
+        rows = self.sample_rows(self.held)
+        path = os.path.join(self.run_dir, "samples", f"step_{self.step:08d}.png")
+        save_grid(path, rows)
+        spec = specificity(rows[0], rows[1]) if len(self.held) > 1 else float("nan")
+        metrics.write({"step": self.step, "specificity": round(spec, 5), "samples": os.path.relpath(path, self.run_dir)})
+        bar.write(f"step {self.step}: specificity {spec:.3f} on {len(self.held)} held images "
+                  f"(1 = the mean image, 0 = perfect); {path}")
 
     def epoch_pipeline(self):
         """(pipeline starting at the current step's epoch, batches of that epoch already trained)."""
@@ -170,6 +181,7 @@ class Stage1Trainer:
         total = cfg.total_steps if max_steps is None else min(cfg.total_steps, max_steps)
         pipeline, skip = self.epoch_pipeline()
         per_epoch = pipeline.batches_per_epoch
+        self.held = held_images(pipeline.source, cfg.data.size, cfg.data.crop, HELD_IMAGES)
         metrics = MetricsLog(self.run_dir, resume_step=self.step)
         os.makedirs(os.path.join(self.run_dir, "samples"), exist_ok=True)
         bar = progress(total, self.step, "stage 1")
