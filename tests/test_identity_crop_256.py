@@ -12,7 +12,6 @@ Tolerances: value rel 1e-5, gradient rel 1e-4 (float32, ~10 layers, pooling, nor
 import numpy as np
 import pytest
 import mindspore as ms
-import torch
 import torch.nn.functional as F
 
 from parity_utils import assert_close, m, t
