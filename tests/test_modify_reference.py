@@ -8,8 +8,8 @@ Table-driven, forward values and gradients, GRAPH and PYNATIVE:
   discriminator parameter (double backward); the last layer is scaled so that some samples have an
   input-gradient norm above 1 and some below (checked), so a two-sided penalty would fail; and the
   discriminator objective CriticLoss (adv + gp_weight * penalty, averaged over two fakes; its
-  gradients are slow). The penalty's PYNATIVE case is a strict xfail: MindSpore 2.10's PYNATIVE second-order gradients are wrong there
-  (see PYNATIVE_DOUBLE_BACKWARD);
+  gradients are slow). In PYNATIVE this holds because LipschitzPenalty compiles itself (ms.jit):
+  MindSpore 2.10's PYNATIVE second-order gradients through a reshape are wrong (see gp_mode);
 * the remapping network M: forward, gradients w.r.t. z and every weight;
 * the fused code ModifyNets.w_plus (offsets, last xi rows replaced by M(z), + latent_avg);
 * the full stage-1 generator-side loss (every weight nonzero) and the full stage-2 loss on tiny
@@ -152,17 +152,10 @@ def _check_discriminator_grads(named, p_grads, d_ref, tol, what):
 # MindSpore 2.10 PYNATIVE gets second-order gradients wrong as soon as a reshape sits between two
 # differentiated ops (measured: conv -> tanh -> reshape -> tanh, d/dx and d/dw of ||grad_x||^2 off by
 # ~45%; ops.matmul's weight gets a zero second-order gradient). Dis reshapes in its FIR blur, its
-# minibatch stddev and its flatten: the penalty's value is right, its Dis gradients are not (most 0).
-# GRAPH_MODE (or ms.jit around the penalty) is right.
-PYNATIVE_DOUBLE_BACKWARD = ("MindSpore 2.10 PYNATIVE: wrong second-order gradients through reshape (and ops.matmul's "
-                            "weight) -> the Lipschitz penalty's discriminator gradients are wrong (most are 0); "
-                            "GRAPH_MODE is right. Library: LipschitzPenalty / CriticLoss under run.mode=pynative")
-
-
-@pytest.fixture(params=["graph", pytest.param("pynative", marks=pytest.mark.xfail(
-    reason=PYNATIVE_DOUBLE_BACKWARD, strict=True))])
+# minibatch stddev and its flatten, so LipschitzPenalty compiles its construct (ms.jit) even under
+# PYNATIVE; this test fails in PYNATIVE without that.
+@pytest.fixture(params=["graph", "pynative"])
 def gp_mode(request):
-    """ms_mode, with PYNATIVE a strict xfail: the double backward there is MindSpore's bug (above)."""
     ms.set_context(mode=MODES[request.param])
     yield request.param
     ms.set_context(mode=ms.GRAPH_MODE)

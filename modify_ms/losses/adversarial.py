@@ -44,6 +44,7 @@ class LipschitzPenalty(nn.Cell):
         self.sum_logits = _SumLogits(nets)
         self.input_grad = ops.GradOperation()
 
+    @ms.jit  # compiled even under PYNATIVE: MindSpore 2.10's PYNATIVE double backward is wrong here
     def construct(self, real, fake, alpha):
         x_hat = alpha * real + (1.0 - alpha) * fake
         grad = self.input_grad(self.sum_logits)(x_hat)
