@@ -36,7 +36,13 @@ def phase_at(phases, step):
 
 
 class Stage1Trainer:
-    """Owns the networks, optimizers and step cells; ``run()`` trains to the end of the schedule."""
+    """Owns the networks, optimizers and step cells; ``run()`` trains to the end of the schedule.
+
+    A trainer built on this loop (baselines_ms' unpaired pSp) names its progress bar and the
+    losses it shows with ``progress_label`` and ``progress_keys``."""
+
+    progress_label = "stage 1"
+    progress_keys = ("loss", "l2", "lpips", "id", "swap")
 
     def __init__(self, cfg, run_dir, log=print, start_step=0, pipeline=None):
         self.cfg, self.run_dir, self.log = cfg, run_dir, log
@@ -151,7 +157,7 @@ class Stage1Trainer:
         ckpt = self.step % run.ckpt_every == 0 or self.step == total
         if self.step % run.log_every == 0 or self.step == 1 or sample or ckpt:
             last = pending.flush(metrics)
-            bar.set_postfix({k: f"{last[k]:.3f}" for k in ("loss", "l2", "lpips", "id", "swap")})
+            bar.set_postfix({k: f"{last[k]:.3f}" for k in self.progress_keys})
         if sample:
             self.sample(metrics, bar)
         if ckpt:
@@ -184,7 +190,7 @@ class Stage1Trainer:
         self.held = held_images(pipeline.source, cfg.data.size, cfg.data.crop, HELD_IMAGES)
         metrics = MetricsLog(self.run_dir, resume_step=self.step)
         os.makedirs(os.path.join(self.run_dir, "samples"), exist_ok=True)
-        bar = progress(total, self.step, "stage 1")
+        bar = progress(total, self.step, self.progress_label)
         epochs = -(-(total - self.step + skip) // per_epoch)
         iterator = pipeline.dataset.create_tuple_iterator(output_numpy=True, num_epochs=epochs)
         pending = PendingRecords()

@@ -1,0 +1,1 @@
+"""The baselines' command-line tools (``tools/train_baseline.py`` runs ``train_baseline.main``)."""

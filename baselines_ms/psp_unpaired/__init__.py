@@ -1,0 +1,1 @@
+"""Unpaired pSp, MODIFY's data-driven baseline (paper section 3.1): config, trainer, stylizer."""

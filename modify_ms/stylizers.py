@@ -1,0 +1,222 @@
+"""One interface for every stylization method (in the spirit of mindcv's ``create_model``).
+
+    from modify_ms.stylizers import create_stylizer, list_stylizers
+    import baselines_ms  # registers the baselines (psp-unpaired, ...) next to MODIFY's entries
+    s = create_stylizer("modify", "runs/quickstart")      # a stage-1 run or one of its checkpoints
+    out = s.stylize(x)                                    # x [B, 3, P, P] float32 in [-1, 1] -> same shape
+    ks = s.variants(x, 4)                                 # multi-modal methods only: [B, K, 3, P, P]
+
+The registry lives in the library because MODIFY is registered too and modify_ms never
+imports baselines_ms: the baselines register themselves when ``baselines_ms`` is imported
+(mindcv's pattern), so a tool that wants every method imports it once. Factories import
+MindSpore lazily: listing names costs nothing.
+
+MODIFY is registered for its three stage-2 modes, each wrapping ``train.stage2.Stage2Model``:
+``modify`` (test-time: per photo, back to stage 1 and ``test_time_steps`` updates on it alone,
+then the output, exactly as ``tools/stylize.py --mode test-time``), ``modify-online`` (one update
+per photo in the order given, state kept across calls) and ``modify-offline`` (E' from a
+stage-2 checkpoint, or trained at creation over ``data`` for ``offline_steps``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import zlib
+from typing import Callable, Dict, Iterable, List, Optional
+
+import numpy as np
+
+from .config import ConfigError, apply_overrides, from_dict, load_config, to_dict
+
+
+class StylizerError(ConfigError):
+    """An unknown method name or an option a method does not take (a user error: one line)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    factory: Callable
+    summary: str
+
+
+_REGISTRY: Dict[str, _Entry] = {}
+
+
+def register_stylizer(name: str, factory: Callable, summary: str = "") -> None:
+    """Register ``factory(run_or_checkpoint, **opts)`` under ``name`` (re-registering replaces it)."""
+    _REGISTRY[name] = _Entry(factory, summary)
+
+
+def list_stylizers() -> List[str]:
+    """The registered method names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def describe_stylizers() -> Dict[str, str]:
+    return {name: _REGISTRY[name].summary for name in list_stylizers()}
+
+
+def create_stylizer(name: str, run_or_checkpoint: str, **opts):
+    """The stylizer ``name`` loaded from ``run_or_checkpoint``; StylizerError (one line, listing the
+    registered names) for an unknown name."""
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        raise StylizerError(f"unknown stylizer {name!r}: registered are {', '.join(list_stylizers())} "
+                            f"(the baselines register when baselines_ms is imported)")
+    return entry.factory(run_or_checkpoint, **opts)
+
+
+# --------------------------------------------------------------------- shared helpers
+def load_run(path: str, config_cls, what: str = "run"):
+    """(config, checkpoint path) of a run folder (its latest checkpoint) or a checkpoint inside one
+    (``<run>/checkpoints/step_*.ckpt`` beside ``<run>/config.yaml``)."""
+    from .train.checks import latest_checkpoint
+    from .utils.checkpoint import CheckpointFileError
+
+    if not path:
+        raise CheckpointFileError(f"{what} is empty: give a run directory or one of its checkpoints")
+    if os.path.isdir(path):
+        ckpt = latest_checkpoint(os.path.join(path, "checkpoints"))
+        if ckpt is None:
+            raise CheckpointFileError(f"{path}: run directory has no checkpoints/latest.json")
+    elif os.path.isfile(path):
+        ckpt = path
+    else:
+        raise CheckpointFileError(f"{path}: no such run directory or checkpoint")
+    cfg_path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(ckpt))), "config.yaml")
+    if not os.path.isfile(cfg_path):
+        raise CheckpointFileError(f"{path}: not a {what} or a checkpoint inside one "
+                                  f"(expected <run>/checkpoints/step_*.ckpt and <run>/config.yaml)")
+    return load_config(cfg_path, config_cls), ckpt
+
+
+def content_key(x: np.ndarray) -> int:
+    """A per-photo seed key from its pixels, for callers that give no names: results depend on
+    the photo alone, not on its position in a batch."""
+    return zlib.crc32(np.ascontiguousarray(x, np.float32).tobytes())
+
+
+def photo_names(x: np.ndarray, names: Optional[Iterable[str]]) -> List[str]:
+    """One name per photo of ``x``: the given ones, or ``photo-<content key>``."""
+    if names is not None:
+        names = list(names)
+        if len(names) != len(x):
+            raise StylizerError(f"{len(names)} names for {len(x)} photos")
+        return names
+    return [f"photo-{content_key(xi):08x}" for xi in x]
+
+
+def check_photos(x) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != x.shape[3]:
+        raise StylizerError(f"photos must be [B, 3, P, P] float32 in [-1, 1], got shape {list(x.shape)}")
+    return x
+
+
+# --------------------------------------------------------------------- MODIFY
+def stage2_config(run_or_checkpoint, mode, config=None, overrides=()):
+    """A Stage2Config: ``config`` (a YAML path) or the paper's defaults, then ``overrides``
+    (``key=value`` as ``--set``), with stage1 and mode given here."""
+    from .train.config import Stage2Config
+
+    items = list(overrides) + [f"stage1={run_or_checkpoint}", f"mode={mode}"]
+    if config:
+        return load_config(config, Stage2Config, items)
+    return from_dict(Stage2Config, apply_overrides(to_dict(Stage2Config()), items), "stage-2 defaults")
+
+
+class ModifyStylizer:
+    """MODIFY stage 2 behind the common interface (module doc). ``names`` (optional, one per photo)
+    seed each photo as tools/stylize.py does (by its file name); without them a photo is seeded by
+    its pixels. ``noise_seed``: the generator noise of the rendered outputs (fixed: deterministic)."""
+
+    multimodal = True
+
+    def __init__(self, run_or_checkpoint, mode="test-time", config=None, overrides=(), work_dir="",
+                 stage2_checkpoint="", log=None):
+        from .train import stage2
+        from .utils.paths import default_work_dir
+
+        self.log = log or (lambda _msg: None)
+        self.cfg = stage2_config(run_or_checkpoint, mode, config, overrides)
+        _, stage1_ckpt = stage2.load_stage1(self.cfg.stage1)
+        work_dir = work_dir or self.cfg.run.out_dir or default_work_dir(
+            "stylizer", f"{os.path.realpath(stage1_ckpt)}|{mode}")
+        self.model = stage2.Stage2Model(self.cfg, work_dir, self.log)
+        self.z_dim = self.model.nets.remap_net.z_dim
+        if mode == "offline":
+            self._prepare_offline(stage2_checkpoint, work_dir)
+        elif stage2_checkpoint:
+            raise StylizerError(f"stage2_checkpoint is for modify-offline, not mode {mode!r}")
+
+    def _prepare_offline(self, checkpoint, work_dir):
+        """E' from a stage-2 checkpoint, or trained now over cfg.data as tools/stylize.py --mode offline."""
+        from .data.dataset import build_dataset
+        from .train import stage2
+        from .train.common import RunCheckpoints, epoch_batches
+
+        if checkpoint:
+            self.model.resume(checkpoint)
+            return
+        cfg = self.cfg
+        pipeline = build_dataset(stage2.source_data_config(cfg.data, self.model.stage1_cfg), log=self.log)
+        batches = (b[0] for b in epoch_batches(pipeline, cfg.offline_steps))
+        ckpts = RunCheckpoints(work_dir, cfg.run.keep_checkpoints, subdir="stylize_checkpoints")
+        stage2.offline(self.model, batches, cfg.offline_steps, 0, ckpts, cfg.run.ckpt_every, self.log)
+
+    def _each(self, x, names, render):
+        """Drive the mode over the photos one at a time; ``render(name, xi)`` gives each output from
+        the model state right after that photo's own update(s)."""
+        from .train import stage2
+
+        x = check_photos(x)
+        arrivals = [(name, x[i:i + 1]) for i, name in enumerate(photo_names(x, names))]
+        outputs = []
+
+        def emit(name, xi):
+            outputs.append(render(name, xi))
+            return name
+
+        mode = self.cfg.mode
+        if mode == "test-time":
+            stage2.test_time(self.model, arrivals, emit, self.cfg.test_time_steps, self.log,
+                             log_every=self.cfg.run.log_every)
+        elif mode == "online":
+            stage2.online(self.model, arrivals, emit, log=self.log, log_every=self.cfg.run.log_every)
+        else:
+            for name, xi in arrivals:
+                emit(name, xi)
+        return np.stack(outputs)
+
+    def stylize(self, x, names=None, noise_seed=0):
+        """x [B, 3, P, P] -> D(E'(x)) [B, 3, P, P] (P: the stage-1 run's model.loss_size)."""
+        return self._each(x, names, lambda _n, xi: self.model.stylize(xi, noise_seed)[0])
+
+    def variants(self, x, k, names=None, seed=None, noise_seed=0):
+        """[B, K, 3, P, P]: K stylizations of each photo from K style samples z, drawn per photo
+        from (seed, photo key) as tools/stylize.py --variants draws them (seed: run.seed)."""
+        from .train.stage2 import photo_key
+
+        seed = self.cfg.run.seed if seed is None else seed
+
+        def render(name, xi):
+            zs = np.random.default_rng([seed, photo_key(name)]).standard_normal((k, self.z_dim))
+            return self.model.variants(xi, zs, noise_seed)
+
+        return self._each(x, names, render)
+
+
+def _modify_factory(mode):
+    def factory(run_or_checkpoint, **opts):
+        if "mode" in opts:
+            raise StylizerError("the mode is in the name: modify (test-time), modify-online, modify-offline")
+        return ModifyStylizer(run_or_checkpoint, mode=mode, **opts)
+    return factory
+
+
+register_stylizer("modify", _modify_factory("test-time"),
+                  "MODIFY, test-time mode: per photo, test_time_steps updates of E' from stage 1 (the default)")
+register_stylizer("modify-online", _modify_factory("online"),
+                  "MODIFY, online mode: one update of E' per photo, in order, state kept")
+register_stylizer("modify-offline", _modify_factory("offline"),
+                  "MODIFY, offline mode: E' from stage2_checkpoint, or trained over data for offline_steps")
