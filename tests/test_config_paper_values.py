@@ -139,8 +139,10 @@ def test_stage2_values(s2):
     assert s2.optim.beta2 == 0.999
     # DESIGN 1 (authors' code): one-sided Lipschitz gradient penalty, weight 10
     assert s2.adversarial.gp_weight == 10.0
-    # images at the loss resolution of the stage-1 model (256)
-    assert s2.data.size == 256
+    # images at the loss resolution of the stage-1 model (256, asserted for metfaces.yaml above): 0 says so
+    assert s2.data.size == 0
+    # paper 2.2: online training is 20k updates; 0 keeps one update per arrival unless asked (--set)
+    assert s2.online_updates == 0
 
 
 def test_stage2_states_its_adversarial_kind_as_stage1(s1, s2):
