@@ -177,6 +177,8 @@ CASES = [
     Case("all-empty-files", _with_data("empty", "data.batch_size=1"), ["usable images"], strict_stderr=False),
     # broken checkpoints to resume
     Case("resume-missing-folder", lambda t: [TOOL, "--resume", os.path.join(t, "gone")], ["gone", "no such run"]),
+    Case("resume-with-config", lambda t: [TOOL, "--resume", os.path.join(t, "run"), "--config", "yaml/quickstart.yaml"],
+         ["--resume", "--config would be ignored"]),
     Case("resume-no-config", lambda t: [TOOL, "--resume", os.path.dirname(_write(t, "run/x.txt", "x"))],
          ["config.yaml", "not found"]),
     Case("resume-latest-not-json", _resume(latest="{not json"), ["latest.json", "corrupt"]),

@@ -35,7 +35,7 @@ def seed_value(text):
 
 def train(argv=None):
     parser = ToolParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=repo_path("yaml", "quickstart.yaml"),
+    parser.add_argument("--config", default=None,
                         help="stage-1 YAML config (default: the repository's yaml/quickstart.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     parser.add_argument("--seed", type=seed_value, default=None,
@@ -44,6 +44,8 @@ def train(argv=None):
     parser.add_argument("--max-steps", type=positive_int, default=None,
                         help="stop after this global step (for testing)")
     args = parser.parse_args(argv)
+    if args.resume and args.config:
+        parser.error("--resume continues with RUN_DIR/config.yaml: --config would be ignored (leave it out)")
 
     from modify_ms.config import load_config
     from modify_ms.train.checks import WeightsMissingError, check_resume_point, check_run_dir, check_weight_files
@@ -55,7 +57,7 @@ def train(argv=None):
         check_run_dir(args.resume, resume=True)
         config_path = os.path.join(args.resume, "config.yaml")
     else:
-        config_path = args.config
+        config_path = args.config or repo_path("yaml", "quickstart.yaml")
     cfg = load_config(config_path, Stage1Config, overrides)
     if args.resume:
         check_resume_point(args.resume)
