@@ -1,0 +1,114 @@
+"""The stylizer registry (modify_ms.stylizers): names, errors, and MODIFY's entries.
+
+A tiny stage-1 run (the TINY sizes of test_modify_train, no training step: the round trip
+does not need trained weights) is made in-process; stage 2 runs in PYNATIVE with the
+adversarial weight 0 (no discriminator step, so no gradient-penalty graph to compile) and 1
+test-time step. GRAPH_MODE is restored after the module.
+
+* create_stylizer("modify", run).stylize(photo) equals what Stage2Model gives through
+  stage2.test_time (what tools/stylize.py --mode test-time writes) for the same photo name:
+  fails if the registry skipped the adaptation or seeded the photo differently. (Whether a second
+  photo restarts from stage 1 is not checked here: under PYNATIVE, Stage2Model.reset leaves Adam
+  in a state whose next update differs from a fresh optimizer's; GRAPH_MODE is exact, and
+  test_modify_train checks order independence there.)
+* variants(x, k) are [B, K, 3, P, P], different from each other, from the photo's own z draws.
+* An unknown name is a one-line StylizerError listing the registered names (baselines included
+  once baselines_ms is imported); the library imports no baselines itself.
+
+Tolerance: the round trip is bit-exact (the same float32 ops on the same inputs).
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import mindspore as ms
+
+from modify_ms.config import load_config
+from modify_ms.stylizers import StylizerError, create_stylizer, list_stylizers
+from modify_ms.train import stage2
+from modify_ms.train.common import save_loss_nets, write_resolved_config
+from modify_ms.train.config import Stage1Config, Stage2Config
+from modify_ms.train.stage1 import Stage1Trainer
+from test_modify_train import REPO, TINY
+
+STEPS, SIZE = 1, 64
+STAGE2 = ["run.mode=pynative", "run.compile_cache=false", "weights.adv=0", "weights.lpips=0", "weights.id=0",
+          f"test_time_steps={STEPS}",
+          "optim.lr=0.001"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pynative():
+    """The whole module in PYNATIVE (the stylizers run op by op: nothing compiles), GRAPH after."""
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    yield
+    ms.set_context(mode=ms.GRAPH_MODE)
+
+
+@pytest.fixture(scope="module")
+def stage1_dir(tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("registry_stage1"))
+    cfg = load_config(os.path.join(REPO, "yaml", "quickstart.yaml"), Stage1Config,
+                      TINY + [f"run.out_dir={run_dir}", "run.mode=pynative"])
+    trainer = Stage1Trainer(cfg, run_dir, log=lambda _m: None)
+    write_resolved_config(cfg, run_dir)
+    save_loss_nets(trainer.loss_nets, run_dir)
+    trainer.save()
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return np.random.default_rng(3).uniform(-1, 1, (1, 3, SIZE, SIZE)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def modify(stage1_dir, tmp_path_factory):
+    return create_stylizer("modify", stage1_dir, overrides=STAGE2, work_dir=str(tmp_path_factory.mktemp("registry_work")))
+
+
+def test_modify_round_trip_equals_stage2_model(stage1_dir, modify, photo, tmp_path):
+    cfg = load_config(os.path.join(REPO, "yaml", "ffhq_stylize.yaml"), Stage2Config,
+                      STAGE2 + [f"stage1={stage1_dir}"])
+    model = stage2.Stage2Model(cfg, str(tmp_path), log=lambda _m: None)
+    written = {}
+
+    def emit(name, x):
+        written[name] = model.stylize(x)
+        return name
+
+    stage2.test_time(model, [("a.png", photo)], emit, STEPS, log=lambda _m: None)
+    got = modify.stylize(photo, names=["a.png"])
+    model.reset(seed_key=0)
+    unadapted = model.stylize(photo)  # E' = E: what the registry would give without the updates
+    assert got.shape == (1, 3, SIZE, SIZE)
+    np.testing.assert_array_equal(got, written["a.png"])
+    assert np.abs(unadapted - got).max() > 1e-4
+
+
+def test_modify_variants(modify, photo):
+    out = modify.variants(photo, 3, names=["a.png"])
+    assert modify.multimodal and out.shape == (1, 3, 3, SIZE, SIZE)
+    assert np.abs(out[0, 0] - out[0, 1]).max() > 1e-4 and np.abs(out[0, 1] - out[0, 2]).max() > 1e-4
+
+
+def test_unknown_name_is_one_line_listing_the_names():
+    import baselines_ms  # noqa: F401  (registers the baselines)
+
+    with pytest.raises(StylizerError) as info:
+        create_stylizer("stargan", "runs/x")
+    message = str(info.value)
+    assert "\n" not in message and "'stargan'" in message
+    for name in ("modify", "modify-online", "modify-offline", "psp-unpaired"):
+        assert name in message and name in list_stylizers()
+
+
+def test_library_registers_modify_only():
+    """modify_ms alone (a fresh interpreter) knows MODIFY's entries and never imports baselines_ms
+    or MindSpore for listing them."""
+    code = ("import sys; from modify_ms.stylizers import list_stylizers; print(list_stylizers()); "
+            "print('baselines_ms' in sys.modules, 'mindspore' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["['modify', 'modify-offline', 'modify-online']", "False False"]
