@@ -19,6 +19,7 @@ setup(
         "modify-align=modify_ms.commands.align:main",
         "modify-convert=modify_ms.commands.convert:cli",
         "modify-render=modify_ms.commands.render:cli",
+        "modify-train-baseline=baselines_ms.commands.train_baseline:main",
     ]},
     install_requires=[
         "mindspore==2.10.0",

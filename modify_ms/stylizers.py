@@ -166,7 +166,8 @@ class ModifyStylizer:
 
     def _each(self, x, names, render):
         """Drive the mode over the photos one at a time; ``render(name, xi)`` gives each output from
-        the model state right after that photo's own update(s)."""
+        the model state right after that photo's own update(s). So each call of stylize or variants
+        adapts anew: test-time repeats the same updates (same result), online makes one more."""
         from .train import stage2
 
         x = check_photos(x)

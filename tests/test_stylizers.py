@@ -11,7 +11,8 @@ test-time step. GRAPH_MODE is restored after the module.
   photo restarts from stage 1 is not checked here: under PYNATIVE, Stage2Model.reset leaves Adam
   in a state whose next update differs from a fresh optimizer's; GRAPH_MODE is exact, and
   test_modify_train checks order independence there.)
-* variants(x, k) are [B, K, 3, P, P], different from each other, from the photo's own z draws.
+* modify-offline takes E' from a stage-2 checkpoint; variants(x, k) are [B, K, 3, P, P], different
+  from each other, from the photo's own z draws.
 * An unknown name is a one-line StylizerError listing the registered names (baselines included
   once baselines_ms is imported); the library imports no baselines itself.
 
@@ -28,7 +29,7 @@ import mindspore as ms
 from modify_ms.config import load_config
 from modify_ms.stylizers import StylizerError, create_stylizer, list_stylizers
 from modify_ms.train import stage2
-from modify_ms.train.common import save_loss_nets, write_resolved_config
+from modify_ms.train.common import RunCheckpoints, save_loss_nets, write_resolved_config
 from modify_ms.train.config import Stage1Config, Stage2Config
 from modify_ms.train.stage1 import Stage1Trainer
 from test_modify_train import REPO, TINY
@@ -69,7 +70,13 @@ def modify(stage1_dir, tmp_path_factory):
     return create_stylizer("modify", stage1_dir, overrides=STAGE2, work_dir=str(tmp_path_factory.mktemp("registry_work")))
 
 
-def test_modify_round_trip_equals_stage2_model(stage1_dir, modify, photo, tmp_path):
+@pytest.fixture(scope="module")
+def stage2_ckpts(tmp_path_factory):
+    """Where the round trip leaves its adapted E' as a stage-2 checkpoint (for modify-offline)."""
+    return RunCheckpoints(str(tmp_path_factory.mktemp("registry_stage2")), subdir="stage2")
+
+
+def test_modify_round_trip_equals_stage2_model(stage1_dir, modify, photo, stage2_ckpts, tmp_path):
     cfg = load_config(os.path.join(REPO, "yaml", "ffhq_stylize.yaml"), Stage2Config,
                       STAGE2 + [f"stage1={stage1_dir}"])
     model = stage2.Stage2Model(cfg, str(tmp_path), log=lambda _m: None)
@@ -79,19 +86,27 @@ def test_modify_round_trip_equals_stage2_model(stage1_dir, modify, photo, tmp_pa
         written[name] = model.stylize(x)
         return name
 
-    stage2.test_time(model, [("a.png", photo)], emit, STEPS, log=lambda _m: None)
+    (before, after), = stage2.test_time(model, [("a.png", photo)], emit, STEPS, log=lambda _m: None).values()
     got = modify.stylize(photo, names=["a.png"])
-    model.reset(seed_key=0)
-    unadapted = model.stylize(photo)  # E' = E: what the registry would give without the updates
     assert got.shape == (1, 3, SIZE, SIZE)
     np.testing.assert_array_equal(got, written["a.png"])
-    assert np.abs(unadapted - got).max() > 1e-4
+    assert after != before, "the test-time update changed nothing: the round trip would be vacuous"
+    # the adapted state as a stage-2 checkpoint, for modify-offline below
+    model.save(stage2_ckpts, 1, {"mode": "offline"})
 
 
-def test_modify_variants(modify, photo):
-    out = modify.variants(photo, 3, names=["a.png"])
-    assert modify.multimodal and out.shape == (1, 3, 3, SIZE, SIZE)
+def test_modify_offline_variants_from_a_stage2_checkpoint(stage1_dir, photo, stage2_ckpts, tmp_path):
+    """modify-offline loads E' from stage2_checkpoint (no update): variants(x, k) are
+    [B, K, 3, P, P], distinct, the z of each photo drawn as tools/stylize.py draws them."""
+    ckpt = stage2_ckpts.latest()
+    assert ckpt, "run after test_modify_round_trip_equals_stage2_model (it writes the checkpoint)"
+    offline = create_stylizer("modify-offline", stage1_dir, overrides=STAGE2, work_dir=str(tmp_path),
+                              stage2_checkpoint=ckpt)
+    out = offline.variants(photo, 3, names=["a.png"])
+    assert offline.multimodal and out.shape == (1, 3, 3, SIZE, SIZE)
     assert np.abs(out[0, 0] - out[0, 1]).max() > 1e-4 and np.abs(out[0, 1] - out[0, 2]).max() > 1e-4
+    zs = np.random.default_rng([offline.cfg.run.seed, stage2.photo_key("a.png")]).standard_normal((3, offline.z_dim))
+    np.testing.assert_array_equal(out[0], offline.model.variants(photo, zs))
 
 
 def test_unknown_name_is_one_line_listing_the_names():

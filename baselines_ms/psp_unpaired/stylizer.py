@@ -9,18 +9,20 @@ from .config import METHOD, UnpairedPSPConfig
 class UnpairedPSPStylizer:
     """E and D of an unpaired-pSp run (its folder or one of its checkpoints), E on its running
     statistics (pSp's inference); one output per photo (not multi-modal). ``noise_seed``: the
-    generator noise of the outputs (fixed: deterministic). ``mode``: graph (default) or pynative."""
+    generator noise of the outputs (fixed: deterministic). ``run_mode`` (graph / pynative) and
+    ``device`` (CPU / GPU / Ascend): the run's own unless given."""
 
     multimodal = False
 
-    def __init__(self, run_or_checkpoint, mode="", log=None):
+    def __init__(self, run_or_checkpoint, run_mode="", device="", log=None):
         import dataclasses
 
         from modify_ms.models.modify import ModifyNets, Stylizer
         from modify_ms.train.common import load_checkpoint_into, setup_runtime
 
         self.cfg, self.checkpoint = load_run(run_or_checkpoint, UnpairedPSPConfig, f"{METHOD} run")
-        run = dataclasses.replace(self.cfg.run, compile_cache=False, mode=mode or self.cfg.run.mode)
+        run = dataclasses.replace(self.cfg.run, compile_cache=False, mode=run_mode or self.cfg.run.mode,
+                                  device=device or self.cfg.run.device)
         setup_runtime(run, "", make_dir=False)
         self.nets = ModifyNets(self.cfg.model)
         groups = self.nets.groups()

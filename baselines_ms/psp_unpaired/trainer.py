@@ -24,7 +24,7 @@ from modify_ms.data.dataset import DataPipeline, build_dataset, held_images, mak
 from modify_ms.models.modify import ModifyNets, Stylizer
 from modify_ms.train.checks import check_resume_point, check_run_dir, check_weight_files
 from modify_ms.train.common import (LOSS_NETS_FILE, LossNets, ResumePoint, RunCheckpoints, host_noise,
-                                    load_loss_nets, load_pretrained, optimizer_groups, rng_state, save_loss_nets,
+                                    load_loss_nets, load_pretrained, rng_state, save_loss_nets,
                                     seed_everything, setup_runtime, write_resolved_config)
 from modify_ms.train.optim import build_optimizer
 from modify_ms.train.stage1 import HELD_IMAGES, Stage1Trainer
@@ -100,13 +100,8 @@ class UnpairedPSPTrainer(Stage1Trainer):
         return UpdateStep(loss, trained), d_step
 
     # ----------------------------------------------------------------- state
-    def groups(self):
-        """Every network (M too, untrained: the run's checkpoint holds the whole ModifyNets) and
-        the optimizers of the trained ones."""
-        groups = self.nets.groups()
-        groups.update(optimizer_groups(self.optimizers))
-        return groups
-
+    # groups() and resume() are Stage1Trainer's: every network (M too, untrained) and the
+    # optimizers of the trained ones
     def save(self):
         return self.ckpts.save(self.step, self.groups(), {"rng": rng_state(self.rng), "method": METHOD})
 
