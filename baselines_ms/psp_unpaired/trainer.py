@@ -15,7 +15,6 @@ MODIFY stage 2's loss weights, objective, optimizer and step count; the decoder 
 default) unless ``train`` names it.
 """
 import dataclasses
-import os
 
 import numpy as np
 import mindspore as ms
@@ -23,11 +22,10 @@ import mindspore as ms
 from modify_ms.data.dataset import DataPipeline, build_dataset, held_images, make_pipeline
 from modify_ms.models.modify import ModifyNets, Stylizer
 from modify_ms.train.checks import check_resume_point, check_run_dir, check_weight_files
-from modify_ms.train.common import (LOSS_NETS_FILE, LossNets, ResumePoint, RunCheckpoints, host_noise,
-                                    load_loss_nets, load_pretrained, rng_state, save_loss_nets,
-                                    seed_everything, setup_runtime, write_resolved_config)
+from modify_ms.train.common import (LossNets, ResumePoint, RunCheckpoints, host_noise, load_pretrained, rng_state,
+                                    seed_everything, setup_runtime)
 from modify_ms.train.optim import build_optimizer
-from modify_ms.train.stage1 import HELD_IMAGES, Stage1Trainer
+from modify_ms.train.stage1 import HELD_IMAGES, Stage1Trainer, start_run
 from modify_ms.train.steps import STAGE2_TERMS, CriticLoss, Stage2Loss, UpdateStep
 
 from .config import METHOD
@@ -162,13 +160,4 @@ def train_psp_unpaired(cfg, run_dir, resume=False, max_steps=None, log=print):
     log(f"{METHOD}: {cfg.steps} steps, train {list(cfg.train)}, source {cfg.data.path} ({pipeline.summary()}), "
         f"target {cfg.target.path} ({target.summary()}), run dir {run_dir}")
     trainer = UnpairedPSPTrainer(cfg, run_dir, log, pipeline=pipeline, target=target)
-    if point is not None:
-        trainer.resume(point)
-    os.makedirs(run_dir, exist_ok=True)
-    write_resolved_config(cfg, run_dir)
-    if point is not None and os.path.isfile(os.path.join(run_dir, LOSS_NETS_FILE)):
-        load_loss_nets(trainer.loss_nets, run_dir)
-    else:
-        save_loss_nets(trainer.loss_nets, run_dir)
-    trainer.run(max_steps)
-    return trainer
+    return start_run(trainer, cfg, run_dir, point, max_steps)

@@ -224,9 +224,15 @@ def train_stage1(cfg, run_dir, resume=False, max_steps=None, log=print):
     log(f"stage 1: {cfg.total_steps} steps in {len(cfg.phases)} phases, data {cfg.data.path} "
         f"({pipeline.summary()}), run dir {run_dir}")
     trainer = Stage1Trainer(cfg, run_dir, log, start_step=point.step if point else 0, pipeline=pipeline)
+    return start_run(trainer, cfg, run_dir, point, max_steps)
+
+
+def start_run(trainer, cfg, run_dir, point, max_steps):
+    """Resume the trainer from ``point`` (a ResumePoint or None), create the run folder with its
+    config.yaml and loss_nets.ckpt, then train. Called once every input is valid and the networks
+    are built: only now does anything appear on disk."""
     if point is not None:
         trainer.resume(point)
-    # inputs are valid and the networks ready: only now does anything appear on disk
     os.makedirs(run_dir, exist_ok=True)
     write_resolved_config(cfg, run_dir)
     # stage 2 must use exactly these loss networks (partly random when no LPIPS/ArcFace file is given)
