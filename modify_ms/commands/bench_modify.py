@@ -102,7 +102,7 @@ def run_mindspore(workload, cfg):
     from modify_ms.config import load_config
     from modify_ms.train.config import Stage1Config, Stage2Config
     from modify_ms.train.stage1 import Stage1Trainer
-    from modify_ms.train.common import write_resolved_config
+    from modify_ms.train.common import save_loss_nets, write_resolved_config
 
     baseline = rss_mib()
     quiet = lambda _m: None  # noqa: E731
@@ -118,7 +118,8 @@ def run_mindspore(workload, cfg):
             losses = []
 
             def step(y, y_real):
-                losses.append(trainer.train_step(y, y_real)["loss"])
+                # asnumpy waits for the step: the loop copies at log intervals only, a timing must not
+                losses.append(float(trainer.train_step(y, y_real)["loss"].asnumpy()))
 
             first, med, times = time_stage1(step, list(zip(ys, reals)), cfg["steps"])
             return result("mindspore", ms.__version__, workload, cfg, baseline, first, med, times,
@@ -126,7 +127,8 @@ def run_mindspore(workload, cfg):
         # tta: a stage-1 run directory (random weights) for Stage2Model to start from
         trainer.save()
         write_resolved_config(s1_cfg, s1_dir)
-        del trainer
+        save_loss_nets(trainer.loss_nets, s1_dir)  # stage 2 loads exactly stage 1's loss networks
+        trainer = None  # stage 1's networks go before stage 2 builds its own
         from modify_ms.train.stage2 import Stage2Model
 
         s2_yaml = os.path.join(tmp, "stage2.yaml")
@@ -142,7 +144,7 @@ def run_mindspore(workload, cfg):
         def adapt(x, n):
             model.reset(seed_key=0)
             for _ in range(n):
-                losses.append(model.update(x)["loss"])
+                losses.append(float(model.update(x)["loss"].asnumpy()))  # waits for the update
 
         first, last, times = time_tta(adapt, x, cfg["tta_steps"])
         return result("mindspore", ms.__version__, workload, cfg, baseline, first, last, times,
