@@ -14,7 +14,7 @@ import sys
 
 from modify_ms.cli import ToolParser, run_main  # first: quiets MindSpore before it is imported
 from modify_ms.commands import repo_path
-from modify_ms.commands.train import positive_int, seed_value
+from modify_ms.commands.train import add_run_arguments, run_config_source
 
 
 def _psp_unpaired():
@@ -41,24 +41,14 @@ def config_method(path):
 
 def train(argv=None):
     parser = ToolParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=repo_path("yaml", "baselines", "psp_unpaired_quickstart.yaml"),
-                        help="baseline YAML config (default: yaml/baselines/psp_unpaired_quickstart.yaml)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    parser.add_argument("--seed", type=seed_value, default=None,
-                        help="override run.seed (weight initialisation, noise, data-independent draws)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
-    parser.add_argument("--max-steps", type=positive_int, default=None, help="stop after this step (for testing)")
+    add_run_arguments(parser, "yaml/baselines/psp_unpaired_quickstart.yaml")
     args = parser.parse_args(argv)
 
     from modify_ms.config import load_config
-    from modify_ms.train.checks import WeightsMissingError, check_resume_point, check_run_dir, check_weight_files
+    from modify_ms.train.checks import WeightsMissingError, check_resume_point, check_weight_files
 
-    overrides = args.set + ([f"run.seed={args.seed}"] if args.seed is not None else [])
-    if args.resume:
-        check_run_dir(args.resume, resume=True)
-        config_path = os.path.join(args.resume, "config.yaml")
-    else:
-        config_path = args.config
+    config_path, overrides = run_config_source(parser, args,
+                                               repo_path("yaml", "baselines", "psp_unpaired_quickstart.yaml"))
     method = config_method(config_path)
     config_cls, train_fn = TRAINERS[method]()
     cfg = load_config(config_path, config_cls, overrides)

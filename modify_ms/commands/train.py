@@ -33,31 +33,42 @@ def seed_value(text):
     return value
 
 
-def train(argv=None):
-    parser = ToolParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=None,
-                        help="stage-1 YAML config (default: the repository's yaml/quickstart.yaml)")
+def add_run_arguments(parser, default_config):
+    """--config/--set/--seed/--resume/--max-steps, shared by every training command."""
+    parser.add_argument("--config", default=None, help=f"YAML config (default: {default_config})")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     parser.add_argument("--seed", type=seed_value, default=None,
                         help="override run.seed (weight initialisation, noise, latents)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
     parser.add_argument("--max-steps", type=positive_int, default=None,
                         help="stop after this global step (for testing)")
-    args = parser.parse_args(argv)
+
+
+def run_config_source(parser, args, default_config):
+    """(config path, overrides): RUN_DIR/config.yaml when resuming (checked), else --config or the
+    default. --config with --resume is refused: it would be ignored."""
+    from modify_ms.train.checks import check_run_dir
+
     if args.resume and args.config:
         parser.error("--resume continues with RUN_DIR/config.yaml: --config would be ignored (leave it out)")
+    overrides = args.set + ([f"run.seed={args.seed}"] if args.seed is not None else [])
+    if args.resume:
+        check_run_dir(args.resume, resume=True)
+        return os.path.join(args.resume, "config.yaml"), overrides
+    return args.config or default_config, overrides
+
+
+def train(argv=None):
+    parser = ToolParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_arguments(parser, "the repository's yaml/quickstart.yaml")
+    args = parser.parse_args(argv)
 
     from modify_ms.config import load_config
     from modify_ms.train.checks import WeightsMissingError, check_resume_point, check_run_dir, check_weight_files
     from modify_ms.train.config import Stage1Config
 
     # the cheap checks first, before MindSpore is even imported
-    overrides = args.set + ([f"run.seed={args.seed}"] if args.seed is not None else [])
-    if args.resume:
-        check_run_dir(args.resume, resume=True)
-        config_path = os.path.join(args.resume, "config.yaml")
-    else:
-        config_path = args.config or repo_path("yaml", "quickstart.yaml")
+    config_path, overrides = run_config_source(parser, args, repo_path("yaml", "quickstart.yaml"))
     cfg = load_config(config_path, Stage1Config, overrides)
     if args.resume:
         check_resume_point(args.resume)
