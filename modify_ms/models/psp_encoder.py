@@ -89,7 +89,8 @@ class GradualStyleEncoder(nn.Cell):
             avg = np.broadcast_to(avg.reshape(-1, style_dim), (n_styles, style_dim)).copy()
             self.latent_avg = Parameter(Tensor(avg), name="latent_avg", requires_grad=False)
 
-    def construct(self, x):
+    def pyramid(self, x):
+        """(c1, c2, c3): the body's outputs at S/4, S/8 and S/16."""
         x = self.input_layer(x)
         c1, c2, c3 = x, x, x
         for i, unit in enumerate(self.body):
@@ -100,6 +101,10 @@ class GradualStyleEncoder(nn.Cell):
                 c2 = x
             elif i == self.tap_c3:
                 c3 = x
+        return c1, c2, c3
+
+    def construct(self, x):
+        c1, c2, c3 = self.pyramid(x)
         latents = []
         for j in range(min(COARSE_END, self.n_styles)):
             latents.append(self.styles[j](c3))
