@@ -1,26 +1,34 @@
 """One interface for every stylization method (in the spirit of mindcv's ``create_model``).
 
     from modify_ms.stylizers import create_stylizer, list_stylizers
-    import baselines_ms  # registers the baselines (psp-unpaired, ...) next to MODIFY's entries
     s = create_stylizer("modify", "runs/quickstart")      # a stage-1 run or one of its checkpoints
     out = s.stylize(x)                                    # x [B, 3, P, P] float32 in [-1, 1] -> same shape
     ks = s.variants(x, 4)                                 # multi-modal methods only: [B, K, 3, P, P]
 
-The registry lives in the library because MODIFY is registered too and modify_ms never
-imports baselines_ms: the baselines register themselves when ``baselines_ms`` is imported
-(mindcv's pattern), so a tool that wants every method imports it once. Factories import
-MindSpore lazily: listing names costs nothing.
+The registry lives in the library because MODIFY is registered too, and modify_ms never
+imports baselines_ms. Other methods are plugins: every entry point of the group
+``modify_ms.stylizers`` (a zero-argument ``register()`` that calls ``register_stylizer``;
+setup.py declares the baselines') is loaded once, on the first ``create_stylizer`` or
+``list_stylizers``. A plugin that fails to load costs its own names only: one line on stderr
+naming it, and its reason in the error of a name that is then unknown. Importing
+``baselines_ms`` still registers the baselines (without an installed package, for example).
+Factories import MindSpore lazily: listing names costs nothing.
 
 MODIFY is registered for its three stage-2 modes, each wrapping ``train.stage2.Stage2Model``:
 ``modify`` (test-time: per photo, back to stage 1 and ``test_time_steps`` updates on it alone,
 then the output, exactly as ``tools/stylize.py --mode test-time``), ``modify-online`` (one update
 per photo in the order given, state kept across calls) and ``modify-offline`` (E' from a
 stage-2 checkpoint, or trained at creation over ``data`` for ``offline_steps``).
+
+Every stylizer has ``multimodal`` (whether ``variants`` exists) and ``size`` (the square
+input/output frame P in pixels, what the photos are aligned to).
 """
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
+import sys
 import zlib
 from typing import Callable, Dict, Iterable, List, Optional
 
@@ -40,6 +48,8 @@ class _Entry:
 
 
 _REGISTRY: Dict[str, _Entry] = {}
+PLUGIN_GROUP = "modify_ms.stylizers"
+_plugins = {"loaded": False, "errors": {}}  # errors: {entry point name: one-line reason}
 
 
 def register_stylizer(name: str, factory: Callable, summary: str = "") -> None:
@@ -47,8 +57,46 @@ def register_stylizer(name: str, factory: Callable, summary: str = "") -> None:
     _REGISTRY[name] = _Entry(factory, summary)
 
 
+def _entry_points():
+    """The installed entry points of PLUGIN_GROUP (importlib.metadata's two APIs: 3.10+ and 3.9)."""
+    from importlib import metadata
+
+    found = metadata.entry_points()
+    if hasattr(found, "select"):
+        return list(found.select(group=PLUGIN_GROUP))
+    return list(found.get(PLUGIN_GROUP, ()))
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+
+def load_plugins(warn: Callable[[str], None] = None) -> Dict[str, str]:
+    """Run every plugin's ``register()`` once; returns {plugin: reason} of those that failed
+    (each also reported by ``warn``, default one line on stderr)."""
+    if _plugins["loaded"]:
+        return dict(_plugins["errors"])
+    _plugins["loaded"] = True  # first: a plugin that lists the stylizers does not recurse
+    warn = warn or (lambda line: print(line, file=sys.stderr))
+    try:
+        points = _entry_points()
+    except Exception as exc:  # noqa: BLE001  (broken package metadata: MODIFY still works)
+        points = []
+        _plugins["errors"]["<entry points>"] = _one_line(exc)
+        warn(f"warning: stylizer plugins not loaded ({_one_line(exc)})")
+    for point in points:
+        try:
+            point.load()()
+        except Exception as exc:  # noqa: BLE001  (a broken plugin costs its own names, not the registry)
+            reason = _one_line(exc)
+            _plugins["errors"][point.name] = reason
+            warn(f"warning: stylizer plugin {point.name!r} ({point.value}) failed to load: {reason}")
+    return dict(_plugins["errors"])
+
+
 def list_stylizers() -> List[str]:
-    """The registered method names, sorted."""
+    """The registered method names (MODIFY's and the plugins'), sorted."""
+    load_plugins()
     return sorted(_REGISTRY)
 
 
@@ -56,14 +104,54 @@ def describe_stylizers() -> Dict[str, str]:
     return {name: _REGISTRY[name].summary for name in list_stylizers()}
 
 
-def create_stylizer(name: str, run_or_checkpoint: str, **opts):
-    """The stylizer ``name`` loaded from ``run_or_checkpoint``; StylizerError (one line, listing the
-    registered names) for an unknown name."""
+def _factory(name: str) -> Callable:
+    load_plugins()
     entry = _REGISTRY.get(name)
     if entry is None:
-        raise StylizerError(f"unknown stylizer {name!r}: registered are {', '.join(list_stylizers())} "
-                            f"(the baselines register when baselines_ms is imported)")
-    return entry.factory(run_or_checkpoint, **opts)
+        failed = "".join(f"; plugin {p!r} failed to load ({r})" for p, r in sorted(_plugins["errors"].items()))
+        raise StylizerError(f"unknown stylizer {name!r}: registered are {', '.join(list_stylizers())}{failed} "
+                            f"(other methods are found through the {PLUGIN_GROUP!r} entry points of installed "
+                            f"packages: pip install -e .)")
+    return entry.factory
+
+
+def is_multimodal(name: str) -> Optional[bool]:
+    """Whether ``name``'s stylizers have ``variants``, as its factory declares it (its class's
+    ``multimodal``); None when the factory does not say (known once a stylizer is built)."""
+    value = getattr(_factory(name), "multimodal", None)
+    return value if isinstance(value, bool) else None
+
+
+def stylizer_options(name: str) -> Optional[List[str]]:
+    """The keyword options ``create_stylizer(name, run, **opts)`` takes (sorted), or None when its
+    factory takes any (``**kwargs`` without a ``__signature__`` saying which)."""
+    params = list(inspect.signature(_factory(name)).parameters.values())[1:]  # after run_or_checkpoint
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return sorted(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
+def create_stylizer(name: str, run_or_checkpoint: str, **opts):
+    """The stylizer ``name`` loaded from ``run_or_checkpoint``; StylizerError (one line) for an
+    unknown name (listing the registered ones) or an option that method does not take."""
+    factory = _factory(name)
+    accepted = stylizer_options(name)
+    unknown = sorted(set(opts) - set(accepted)) if accepted is not None else []
+    if unknown:
+        raise StylizerError(f"{name} takes no option {', '.join(map(repr, unknown))} "
+                            f"(it takes: {', '.join(accepted) or 'none'})")
+    return factory(run_or_checkpoint, **opts)
+
+
+def input_size(stylizer) -> int:
+    """The square frame P a stylizer's photos are aligned to: its ``size``, else its run
+    config's ``model.loss_size`` (the baselines built on MODIFY's model sections)."""
+    size = getattr(stylizer, "size", None)
+    if size is None:
+        size = getattr(getattr(getattr(stylizer, "cfg", None), "model", None), "loss_size", None)
+    if not isinstance(size, int) or size < 1:
+        raise StylizerError(f"{type(stylizer).__name__} says no input size (give it a 'size' attribute: P of [B, 3, P, P])")
+    return size
 
 
 # --------------------------------------------------------------------- shared helpers
@@ -144,6 +232,7 @@ class ModifyStylizer:
             "stylizer", f"{os.path.realpath(stage1_ckpt)}|{mode}")
         self.model = stage2.Stage2Model(self.cfg, work_dir, self.log)
         self.z_dim = self.model.nets.remap_net.z_dim
+        self.size = self.model.stage1_cfg.model.loss_size
         if mode == "offline":
             self._prepare_offline(stage2_checkpoint, work_dir)
         elif stage2_checkpoint:
@@ -207,14 +296,20 @@ class ModifyStylizer:
         return self._each(x, names, render)
 
 
+_MODIFY_OPTIONS = [p for name, p in inspect.signature(ModifyStylizer.__init__).parameters.items()
+                   if name not in ("self", "mode")]
+
+
 def _modify_factory(mode):
     def factory(run_or_checkpoint, **opts):
-        if "mode" in opts:
-            raise StylizerError("the mode is in the name: modify (test-time), modify-online, modify-offline")
         return ModifyStylizer(run_or_checkpoint, mode=mode, **opts)
+    # what stylizer_options reports: ModifyStylizer's options but mode (it is in the name)
+    factory.__signature__ = inspect.Signature(_MODIFY_OPTIONS)
+    factory.multimodal = ModifyStylizer.multimodal
     return factory
 
 
+MODIFY_MODES = {"modify": "test-time", "modify-online": "online", "modify-offline": "offline"}  # name -> stage-2 mode
 register_stylizer("modify", _modify_factory("test-time"),
                   "MODIFY, test-time mode: per photo, test_time_steps updates of E' from stage 1 (the default)")
 register_stylizer("modify-online", _modify_factory("online"),

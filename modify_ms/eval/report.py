@@ -8,17 +8,18 @@ COLUMNS = ("run", "fid", "fid_images", "style_images", "identity_distance", "ide
            "lpips_diversity", "diversity_inputs", "variants_per_input")
 
 
-def _cell(value):
+def _cell(value, missing=""):
     if value is None:
-        return ""
+        return missing
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
 
 
-def to_markdown(rows, columns=COLUMNS):
+def to_markdown(rows, columns=COLUMNS, missing=""):
+    """A Markdown table; a value a row lacks (or holds as None) is written as ``missing``."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(row.get(c), missing) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
