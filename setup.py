@@ -20,6 +20,13 @@ setup(
         "modify-convert=modify_ms.commands.convert:cli",
         "modify-render=modify_ms.commands.render:cli",
         "modify-train-baseline=baselines_ms.commands.train_baseline:main",
+        "modify-compare=modify_ms.commands.compare:cli",
+    ],
+    # stylization methods beyond MODIFY: modify_ms.stylizers loads each register() once, lazily
+    # (the library never imports baselines_ms); one line per method
+    "modify_ms.stylizers": [
+        "psp-unpaired=baselines_ms.psp_unpaired.stylizer:register",
+        # jojogan: the lead adds "jojogan=baselines_ms.jojogan.<module>:register" here
     ]},
     install_requires=[
         "mindspore==2.10.0",
