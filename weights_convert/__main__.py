@@ -15,8 +15,13 @@ Subcommands
 
 ``irse50 SRC DST [--target identity|encoder] [--image-size N]``
     ArcFace ``model_ir_se50.pth`` -> identity-loss network or pSp encoder backbone.
-``psp SRC DST``
-    pSp ``psp_ffhq_encode.pt`` -> encoder + decoder + latent_avg (opts in the sidecar).
+``psp SRC DST [--encoder-type GradualStyleEncoder|Encoder4Editing]``
+    pSp ``psp_ffhq_encode.pt`` or e4e ``e4e_ffhq_encode.pt`` -> encoder (the class
+    ``opts.encoder_type`` names; ``--encoder-type`` refuses any other) + decoder +
+    latent_avg (opts in the sidecar).
+``jojogan SRC DST``
+    JoJoGAN style generator (``jojo.pt``, ``arcane_*.pt``, ...: ``{'g': ...}``) -> the
+    MindSpore Generator checkpoint the ``stylegan2`` subcommand writes.
 ``lpips DST --net alex|vgg --lin LIN.pth --backbone TORCHVISION.pth``
     LPIPS v0.1 linear layers (lpips or pSp layout) + torchvision ImageNet weights.
 
@@ -51,6 +56,7 @@ IMPORTERS = {
     "inception": "weights_convert.inception",
     "irse50": "weights_convert.irse",
     "psp": "weights_convert.psp",
+    "jojogan": "weights_convert.jojogan",
     "lpips": "weights_convert.lpips_weights",
 }
 

@@ -19,10 +19,10 @@ class Encoder4Editing(GradualStyleEncoder):
     """e4e encoder; arguments as ``GradualStyleEncoder`` plus ``progressive_stage`` (0 .. 18)."""
 
     def __init__(self, *args, progressive_stage=INFERENCE_STAGE, **kwargs):
-        super().__init__(*args, **kwargs)
         if isinstance(progressive_stage, bool) or not isinstance(progressive_stage, int) \
-                or not 0 <= progressive_stage <= INFERENCE_STAGE:
+                or not 0 <= progressive_stage <= INFERENCE_STAGE:  # checked first: a bad value builds nothing
             raise ValueError(f"Encoder4Editing: progressive_stage must be an int in [0, 18], got {progressive_stage!r}")
+        super().__init__(*args, **kwargs)
         self.progressive_stage = progressive_stage
 
     def construct(self, x):
