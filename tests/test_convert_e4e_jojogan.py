@@ -5,13 +5,15 @@ and of JoJoGAN's fine-tuned style generators (``jojo.pt`` etc.: ``{"g": rosinali
   793 entries; ``jojogan_finetuned_generator_pt``, 171) map strictly: every key used (FIR kernels
   checked against the derived constant), every parameter of the full-size MindSpore encoder and
   generator filled, shapes checked. Zero-cost sources (untouched ``np.zeros`` pages) and targets
-  built with MindSpore's and numpy's random initialisers switched off, so the full sizes cost ~1 s.
+  built with MindSpore's and numpy's random initialisers switched off (the full-size e4e encoder
+  and 1024 generator then build in seconds, not ~20 s).
   A missing, an extra and a mis-shaped key are each refused by name.
 * End to end: tiny files in the real layouts written by ``torch.save`` go through the CLI as a real
   subprocess (``python -m weights_convert psp --encoder-type Encoder4Editing`` and ``jojogan``); the e4e
   result, loaded with ``load_inversion_encoder``, must encode as the torch reference does (W+ incl.
   latent_avg, rel 1e-5 of the max magnitude, float32), the generator's parameters must equal torch's
   exactly. Bad files (wrong encoder_type, missing key, extra key, no ``g``) exit 2 with one line.
+  A real-size JoJoGAN file through the CLI is marked slow (~40 s).
 """
 import contextlib
 import os
@@ -301,3 +303,20 @@ def test_cli_bad_files_exit_2_one_line(torch_files, capsys, args, fragment):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0], err
     assert not dst.exists()
+
+
+@pytest.mark.slow
+def test_cli_jojogan_real_size(tmp_path):
+    """A real-size {'g': G(1024)} file (30 M values, ~120 MB) through the CLI: every parameter equals torch's."""
+    gen = stylegan2_ref.randomize_(stylegan2_ref.Generator(1024), 44)
+    src, dst = tmp_path / "jojo_1024.pt", tmp_path / "jojo_1024.ckpt"
+    torch.save({"g": gen.state_dict()}, src)
+    proc = _cli_process("jojogan", str(src), str(dst))
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    model, meta = sg2.build_from_checkpoint(str(dst))
+    assert meta["kwargs"]["size"] == 1024 and len(meta["kwargs"]) == 6 and meta["num_params"] == 155
+    params = dict(model.parameters_and_names())
+    for key, value in gen.state_dict().items():
+        if not key.endswith("kernel"):
+            np.testing.assert_array_equal(params[key].asnumpy(), value.numpy(), err_msg=key)
