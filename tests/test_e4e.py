@@ -17,7 +17,6 @@ different order).
 import numpy as np
 import pytest
 import mindspore as ms
-import torch
 from mindspore import nn
 
 from parity_utils import assert_close, m, t

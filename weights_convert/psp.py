@@ -249,7 +249,8 @@ def load_inversion_encoder(path):
     ``start_from_latent_avg`` (e4e_ffhq_encode.pt does), one row per decoder layer."""
     encoder, decoder, meta = build_psp(path)
     if encoder.n_styles != decoder.n_latent:
-        raise CheckpointError(path, f"the encoder gives {encoder.n_styles} W+ rows, the decoder takes {decoder.n_latent}")
+        raise CheckpointError(path, f"the encoder gives {encoder.n_styles} W+ rows, "
+                                    f"the decoder takes {decoder.n_latent}")
     return encoder, decoder, meta
 
 
