@@ -24,8 +24,15 @@ def _psp_unpaired():
     return UnpairedPSPConfig, train_psp_unpaired
 
 
+def _jojogan():
+    from ..jojogan.config import JoJoGANConfig
+    from ..jojogan.trainer import train_jojogan
+
+    return JoJoGANConfig, train_jojogan
+
+
 # method -> loader of (config class, train function): nothing is imported for the others
-TRAINERS = {"psp-unpaired": _psp_unpaired}
+TRAINERS = {"psp-unpaired": _psp_unpaired, "jojogan": _jojogan}
 
 
 def config_method(path):
@@ -56,7 +63,8 @@ def train(argv=None):
         check_resume_point(args.resume)
     run_dir = args.resume or cfg.run.out_dir
     try:
-        check_weight_files(cfg.weights)
+        # a method whose weight files differ from MODIFY's (jojogan) checks its own
+        getattr(cfg, "check_weight_files", lambda: check_weight_files(cfg.weights))()
     except WeightsMissingError as exc:
         raise WeightsMissingError(f"{config_path}: {exc}") from None
 
