@@ -7,15 +7,18 @@
   on the synthesis parameters match a torch reference written from the maths
   (tests/reference/jojogan_ref.py) in GRAPH and PYNATIVE; forward rel 1e-5, gradients rel 2e-5
   (max abs difference over the reference's max magnitude, float32 on both sides).
-* A few fine-tuning steps lower the loss, move the synthesis network only (mapping and
-  discriminator bit-identical).
+* Three fine-tuning steps (UpdateStep, Adam) each lower the loss and move the synthesis network
+  only (mapping and discriminator bit-identical); PYNATIVE, to skip a second gradient compile.
 * Style strength: 0 is the original generator's output, 1 the fine-tuned one's (atol 1e-6:
   the same ops on the same values), 0.5 the torch feature interpolation (rel 1e-5), which is
   not the blend of the two output images.
 * tools/jojogan.py end to end on built-in data (tiny random networks): the run folder, a
-  fine-tuned generator in the StyleGAN2 importer's format, one stylized image per photo, and
-  create_stylizer("jojogan", run) renders what the tool wrote; a missing style file is one
-  line with exit code 2 and nothing written.
+  fine-tuned generator in the StyleGAN2 importer's format (synthesis moved, mapping not), one
+  stylized image per photo; create_stylizer("jojogan", run) renders what the tool wrote, and so
+  does create_stylizer("jojogan", OUT/generator.ckpt, e4e=<converted e4e file>) (atol 1e-5); a
+  missing style file is one line with exit code 2 and nothing written.
+* slow: the quickstart through tools/train_baseline.py, stopped and resumed, equals an
+  uninterrupted run bit for bit.
 """
 import json
 import os
@@ -134,7 +137,7 @@ def test_paper_config_values():
 # ----------------------------------------------------------------- objective and gradient
 def test_step_objective_and_gradient_match_torch(ms_mode, nets):
     taps = feature_taps(len(nets["ms_d"].convs))
-    assert taps == (1, 3)
+    assert taps == (1, 3)  # a 32 px D: fromRGB, ResBlocks 32->16, 16->8, 8->4
     loss_cell = FineTuneLoss(nets["ms_a"], DiscFeatureL1(nets["ms_d"]), ROWS, ALPHA)
     named = [(n, p) for n, p in nets["ms_a"].parameters_and_names()
              if p.requires_grad and not n.startswith("style.")]
@@ -203,12 +206,36 @@ def test_strength_interpolates_generator_features(ms_mode, nets):
 
 
 # ----------------------------------------------------------------- the one-command tool
+def converted_e4e_of_run(run_dir, generator_ckpt, path):
+    """A file as ``python -m weights_convert psp e4e_ffhq_encode.pt`` writes one (format modify_ms.psp),
+    holding the run's random e4e (frozen.ckpt) and a decoder: what the stylizer's e4e= reads."""
+    from modify_ms.utils.checkpoint import read_arrays, save_arrays
+
+    frozen, _ = read_arrays(os.path.join(run_dir, "frozen.ckpt"))
+    decoder, dec_meta = read_arrays(generator_ckpt)
+    cfg = load_config(os.path.join(run_dir, "config.yaml"), JoJoGANConfig)
+    arrays = {"encoder." + k[len("encoder/"):]: v for k, v in frozen.items()
+              if k.startswith("encoder/") and k != "encoder/latent_avg"}
+    arrays.update({"decoder." + k: v for k, v in decoder.items()})
+    arrays["latent_avg"] = frozen["encoder/latent_avg"]
+    enc = cfg.model.encoder
+    kwargs = {"n_styles": cfg.n_latent, "input_size": cfg.model.loss_size, "num_layers": enc.num_layers,
+              "units": list(enc.units), "channels": list(enc.channels), "style_dim": cfg.model.generator.style_dim,
+              "progressive_stage": 18}
+    save_arrays(arrays, path, {"format": "modify_ms.psp", "start_from_latent_avg": True, "has_latent_avg": True,
+                               "encoder": {"module": "modify_ms.models.e4e", "arch": "Encoder4Editing",
+                                           "kwargs": kwargs},
+                               "decoder": {"module": "modify_ms.models.stylegan2", "arch": "Generator",
+                                           "kwargs": dec_meta["kwargs"]}})
+    return path
+
+
 def test_tool_end_to_end_on_builtin_data(tmp_path):
     from weights_convert.stylegan2 import build_from_checkpoint
 
     import baselines_ms  # noqa: F401  (registers jojogan)
     from modify_ms.data.imageio import read_image
-    from modify_ms.stylizers import create_stylizer, list_stylizers
+    from modify_ms.stylizers import StylizerError, create_stylizer, list_stylizers
 
     from baselines_ms.jojogan.inputs import read_entry
 
@@ -226,15 +253,28 @@ def test_tool_end_to_end_on_builtin_data(tmp_path):
         assert [r["step"] for r in map(json.loads, fh) if "loss" in r] == [1]
     generator, meta = build_from_checkpoint(os.path.join(out, "generator.ckpt"))  # the importer's format
     assert meta["arch"] == "Generator" and generator.size == 64
+    from modify_ms.utils.checkpoint import read_arrays
+
+    tuned, _ = read_arrays(os.path.join(out, "generator.ckpt"))
+    frozen, _ = read_arrays(os.path.join(run_dir, "frozen.ckpt"))
+    moved = {k for k in tuned if not np.array_equal(tuned[k], frozen["original/" + k])}
+    assert any(k.startswith("convs.") for k in moved) and not any(k.startswith("style.") for k in moved)
 
     assert "jojogan" in list_stylizers()
+    x = read_entry("builtin:astronaut", 64, "auto")
+    e4e_file = converted_e4e_of_run(run_dir, os.path.join(out, "generator.ckpt"), str(tmp_path / "e4e.ckpt"))
+    with pytest.raises(StylizerError, match="original="):
+        create_stylizer("jojogan", os.path.join(out, "generator.ckpt"), e4e=e4e_file, strength=0.5)
     try:
-        stylizer = create_stylizer("jojogan", run_dir, run_mode="pynative", output_size=64)
-        x = read_entry("builtin:astronaut", 64, "auto")
-        mine = np.clip(np.rint((stylizer.stylize(x, noise_seed=0)[0].transpose(1, 2, 0) + 1) * 127.5), 0, 255)
+        from_run = create_stylizer("jojogan", run_dir, run_mode="pynative", output_size=64).stylize(x)
+        # the tool's generator.ckpt with the run's encoder as a converted e4e file: the same outputs
+        from_files = create_stylizer("jojogan", os.path.join(out, "generator.ckpt"), e4e=e4e_file,
+                                     run_mode="pynative").stylize(x)
     finally:
         ms.set_context(mode=ms.GRAPH_MODE)
+    mine = np.clip(np.rint((from_run[0].transpose(1, 2, 0) + 1) * 127.5), 0, 255)
     assert np.abs(mine - read_image(stylized[0]).astype(np.float64)).max() <= 1
+    np.testing.assert_allclose(from_files, from_run, rtol=0, atol=1e-5)
 
 
 def test_tool_missing_style_file_is_one_line_exit_2(tmp_path):

@@ -184,16 +184,13 @@ def random_e4e(cfg, latent_avg):
 
 
 def load_e4e(path):
-    """(W+ encoder whose output includes latent_avg, its input size) of a converted e4e file: the
-    importer's ``load_inversion_encoder`` when it is there, else ``build_psp(path, add_latent_avg=True)``
-    (the decoder those return is not used: JoJoGAN fine-tunes the FFHQ generator of weights.generator)."""
-    from weights_convert import psp  # its errors are CheckpointFileErrors (one line)
+    """(W+ encoder whose output includes latent_avg, its input size) of a converted e4e file
+    (``python -m weights_convert psp e4e_ffhq_encode.pt ...``), through the importer's
+    ``load_inversion_encoder``. The decoder it also returns is not used: JoJoGAN fine-tunes the
+    generator of weights.generator."""
+    from weights_convert.psp import load_inversion_encoder  # its errors are CheckpointFileErrors (one line)
 
-    loader = getattr(psp, "load_inversion_encoder", None)
-    if loader is not None:
-        encoder, _decoder, meta = loader(path)
-    else:
-        encoder, _decoder, meta = psp.build_psp(path, add_latent_avg=True)
+    encoder, _decoder, meta = load_inversion_encoder(path)
     kwargs = (meta.get("encoder") or {}).get("kwargs") or {}
     return encoder, int(kwargs.get("input_size", 256))
 

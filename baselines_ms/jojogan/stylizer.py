@@ -54,6 +54,9 @@ class JoJoGANStylizer:
                 raise StylizerError("e4e= and original= are for a converted generator file, not a run")
             self._from_run(run_or_checkpoint, run_mode, device, log)
         else:
+            if float(strength) != 1.0 and not original:
+                raise StylizerError("a strength other than 1 needs original= (the converted generator "
+                                    "the file was fine-tuned from)")
             self._from_generator_file(run_or_checkpoint, e4e, original, run_mode, device)
         self._finish(float(strength), int(output_size))
 
@@ -103,15 +106,12 @@ class JoJoGANStylizer:
                       make_dir=False)
         self.generator = freeze(generator_file(path, "the fine-tuned generator"))
         base = freeze(generator_file(original, "the original generator")) if original else self.generator
-        self.has_original = bool(original)
         encoder, self.encoder_size = load_e4e(e4e)
         freeze(encoder).set_train(False)
         self.noise_mode = "random"
         self.invert, self.render = Invert(encoder), StrengthRender(base, self.generator)
 
     def _finish(self, strength, output_size):
-        if getattr(self, "has_original", True) is False and strength != 1.0:
-            raise StylizerError("strength other than 1 needs original= (the generator the file was fine-tuned from)")
         self.strength, self.output_size = strength, output_size
 
     def stylize(self, x, names=None, noise_seed=0):
