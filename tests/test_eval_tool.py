@@ -164,3 +164,16 @@ def test_a_corrupt_image_is_left_out_and_listed(workspace, tiny_arcface, tiny_in
     assert values["identity_pairs"] == "1"  # face0's input unreadable; face1 keeps its one readable output
     assert values["diversity_inputs"] == "1"  # face1 left with one stylization
     assert "unreadable images skipped" in (tmp_path / "report.md").read_text()
+
+
+def test_method_options_without_method_are_refused(tmp_path):
+    """--run/--variants/--opt say how --method stylizes: alone they are one line, exit 2 (subprocess:
+    the parser leaves with os._exit)."""
+    import subprocess
+    import sys
+
+    tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "evaluate.py")
+    for args, fragment in ((["--run", "r"], "only with --method"), (["--method", "psp-unpaired"], "needs --run")):
+        proc = subprocess.run([sys.executable, tool, "--outputs", str(tmp_path)] + args, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and fragment in proc.stderr

@@ -6,6 +6,8 @@ stage-2 modes with tools/stylize.py on real bundled photos (GRAPH_MODE, as users
 import json
 import os
 
+import pytest
+
 from tiny_run import overrides, run_tool
 
 
@@ -66,3 +68,23 @@ def test_stylize_bad_input_is_one_line(stage1_run, tmp_path):
                      "--output", str(tmp_path / "o.png")], check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "missing.jpg" in proc.stderr
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--method", "nope", "--run", "r"], "unknown stylizer 'nope'"),
+    (["--method", "psp-unpaired", "--run", "r", "--steps", "2"], "--steps: MODIFY's stage-2 option"),
+    (["--method", "psp-unpaired", "--run", "r", "--opt", "bogus=1"], "takes no option 'bogus'"),
+    (["--method", "psp-unpaired", "--run", "r", "--variants", "2"], "not multi-modal"),
+    (["--method", "psp-unpaired"], "needs --run"),
+    (["--method", "modify-online", "--mode", "offline", "--run", "r"], "contradicts --method modify-online")])
+def test_stylize_method_refusals_are_one_line(tmp_path, args, fragment):
+    """--method: what a method cannot take is refused in one line before anything is built or written."""
+    proc = run_tool(["tools/stylize.py", "--input", "builtin:astronaut", "--output", str(tmp_path / "o.png")] + args,
+                    check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and fragment in proc.stderr, proc.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_stylize_lists_the_methods():
+    names = [line.split("\t")[0] for line in run_tool(["tools/stylize.py", "--list-methods"]).stdout.splitlines()]
+    assert {"modify", "modify-online", "modify-offline", "psp-unpaired"} <= set(names)

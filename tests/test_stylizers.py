@@ -15,6 +15,12 @@ test-time step. GRAPH_MODE is restored after the module.
   from each other, from the photo's own z draws.
 * An unknown name is a one-line StylizerError listing the registered names (baselines included
   once baselines_ms is imported); the library imports no baselines itself.
+* Plugins: every entry point of group modify_ms.stylizers is registered once, lazily (not at
+  import), by create_stylizer / list_stylizers; a broken one is one warning line naming it (no
+  traceback), the others still load, and its reason is in the error of a name then unknown. An
+  option a method does not take is a one-line StylizerError before the factory runs. With the
+  installed package, list_stylizers() finds psp-unpaired through setup.py's entry point in a
+  fresh interpreter, without importing MindSpore; modify_ms's source never imports baselines_ms.
 
 Tolerance: the round trip is bit-exact (the same float32 ops on the same inputs).
 """
@@ -120,10 +126,90 @@ def test_unknown_name_is_one_line_listing_the_names():
         assert name in message and name in list_stylizers()
 
 
-def test_library_registers_modify_only():
-    """modify_ms alone (a fresh interpreter) knows MODIFY's entries and never imports baselines_ms
-    or MindSpore for listing them."""
-    code = ("import sys; from modify_ms.stylizers import list_stylizers; print(list_stylizers()); "
-            "print('baselines_ms' in sys.modules, 'mindspore' in sys.modules)")
+def test_library_finds_the_baselines_through_entry_points_only():
+    """A fresh interpreter: importing the registry imports neither baselines_ms nor MindSpore;
+    listing finds psp-unpaired (setup.py's entry point) and still imports no MindSpore; and no
+    module of modify_ms names baselines_ms in an import."""
+    code = ("import sys; import modify_ms.stylizers as s; print('baselines_ms' in sys.modules, 'mindspore' in sys.modules);"
+            " print(s.list_stylizers()); print('mindspore' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert out.split("\n")[:2] == ["['modify', 'modify-offline', 'modify-online']", "False False"]
+    imported, listed, after = out.split("\n")[:3]
+    assert imported == "False False" and after == "False", out
+    assert {"modify", "modify-offline", "modify-online", "psp-unpaired"} <= set(eval(listed)), out
+    for base, _, files in os.walk(os.path.join(REPO, "modify_ms")):
+        for name in files:
+            if name.endswith(".py"):
+                with open(os.path.join(base, name), encoding="utf-8") as fh:
+                    bad = [l for l in fh if l.lstrip().startswith(("import baselines_ms", "from baselines_ms"))]
+                assert not bad, f"{name} imports baselines_ms: {bad}"
+
+
+class _FakeEntryPoint:
+    def __init__(self, name, value, target, loads):
+        self.name, self.value, self._target, self._loads = name, value, target, loads
+
+    def load(self):
+        self._loads.append(self.name)
+        if isinstance(self._target, Exception):
+            raise self._target
+        return self._target
+
+
+class _FakeStylizer:
+    multimodal = False
+
+    def __init__(self, run_or_checkpoint, strength=1.0):
+        self.run, self.strength = run_or_checkpoint, strength
+
+
+@pytest.fixture
+def fake_plugins(monkeypatch, capsys):
+    """The registry as a fresh process sees it, with two fake installed plugins: 'fake' (registers
+    _FakeStylizer) and 'broken' (its module fails to import)."""
+    from modify_ms import stylizers
+
+    loads = []
+
+    def register():
+        stylizers.register_stylizer("fake", _FakeStylizer, "a test plugin")
+
+    points = [_FakeEntryPoint("broken", "nowhere.module:register", ImportError("No module named 'nowhere'"), loads),
+              _FakeEntryPoint("fake", "tests.fake:register", register, loads)]
+    monkeypatch.setattr(stylizers, "_REGISTRY", {k: v for k, v in stylizers._REGISTRY.items()
+                                                 if k.startswith("modify")})
+    monkeypatch.setattr(stylizers, "_plugins", {"loaded": False, "errors": {}})
+    monkeypatch.setattr(stylizers, "_entry_points", lambda: points)
+    capsys.readouterr()
+    return loads
+
+
+def test_plugins_register_once_and_a_broken_one_is_one_line(fake_plugins, capsys):
+    from modify_ms import stylizers
+
+    assert fake_plugins == [], "loaded before anything asked for the registry"
+    names = list_stylizers()
+    assert "fake" in names and "modify" in names and "broken" not in names
+    err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert len(err) == 1 and "'broken'" in err[0] and "nowhere.module:register" in err[0] and "Traceback" not in err[0]
+    made = create_stylizer("fake", "runs/x", strength=0.5)
+    assert isinstance(made, _FakeStylizer) and (made.run, made.strength) == ("runs/x", 0.5)
+    list_stylizers()
+    assert fake_plugins == ["broken", "fake"], "plugins are loaded once per process"
+    assert capsys.readouterr().err == ""
+    assert stylizers.is_multimodal("fake") is False and stylizers.stylizer_options("fake") == ["strength"]
+
+
+def test_unknown_name_says_which_plugin_failed(fake_plugins):
+    with pytest.raises(StylizerError) as info:
+        create_stylizer("jojogan", "runs/x")
+    message = str(info.value)
+    assert "\n" not in message and "'broken'" in message and "No module named 'nowhere'" in message
+
+
+def test_an_option_the_method_does_not_take_is_one_line(fake_plugins):
+    with pytest.raises(StylizerError) as info:
+        create_stylizer("fake", "runs/x", steps=3)
+    assert str(info.value) == "fake takes no option 'steps' (it takes: strength)"
+    with pytest.raises(StylizerError) as info:  # MODIFY's factories say their options too
+        create_stylizer("modify", "runs/x", mode="online")
+    assert "modify takes no option 'mode'" in str(info.value) and "overrides" in str(info.value)

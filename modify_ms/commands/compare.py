@@ -222,13 +222,10 @@ def table_markdown(rows):
 
 
 # --------------------------------------------------------------------- the job
-def compare(args, log):
-    """Stylize, grid, table; returns (table rows, notes, written paths, failed method names)."""
-    import numpy as np
-
-    from modify_ms.data.imageio import save_image_atomic
-    from modify_ms.eval.files import atomic_write_text
-    from modify_ms.stylize import input_files, read_photo
+def prepare(args):
+    """Everything checked before any method runs: (specs, stylize args per method, input names,
+    their source, the input files no output may replace). One-line errors."""
+    from modify_ms.stylize import input_files
     from modify_ms.utils.paths import check_output_dir, check_output_file
 
     specs = method_specs(args.method)
@@ -238,18 +235,26 @@ def compare(args, log):
         if path and not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such {what}")
     photos = photos_input(args.photos, args.out)
-    input_dirs = [p for p in args.photos if os.path.isdir(p)]
-    check_output_dir(args.out, input_dirs, input_files=[p for p in args.photos if os.path.isfile(p)])
+    check_output_dir(args.out, [p for p in args.photos if os.path.isdir(p)],
+                     input_files=[p for p in args.photos if os.path.isfile(p)])
     sargs = {name: stylize_args(args, name, run, photos, settings[name]) for name, run in specs}
-    names, source, _single = stylize_command._inputs(stylize_command.stylize_request(next(iter(sargs.values()))))
+    names, source, _ = stylize_command._inputs(stylize_command.stylize_request(next(iter(sargs.values()))))
     inputs = input_files(names, source)
-    fixed = [os.path.join(args.out, f) for f in ("grid.png", "table.md", "table.json")]
-    for path in fixed:
+    for path in _fixed_outputs(args):
         check_output_file(path, inputs, image=path.endswith(".png"))
+    return specs, sargs, names, source, inputs
 
+
+def _fixed_outputs(args):
+    return [os.path.join(args.out, f) for f in ("grid.png", "table.md", "table.json")]
+
+
+def run_methods(specs, sargs, n_photos, log):
+    """({method: {input name: OutputSet}}, {failed method: reason}, written paths): each method
+    through tools/stylize.py's code; one that fails is reported and the others go on."""
     results, failures, written = {}, {}, []
     for i, (name, run) in enumerate(specs, 1):
-        log(f"[{i}/{len(specs)}] {name}: stylizing {len(names)} photos with {run}")
+        log(f"[{i}/{len(specs)}] {name}: stylizing {n_photos} photos with {run}")
         try:
             files, sets = stylize_command.produce(sargs[name], log)
         except KeyboardInterrupt:
@@ -260,27 +265,47 @@ def compare(args, log):
             continue
         results[name] = sets
         written += files
+    return results, failures, written
 
-    # the photos as the methods saw them, at the largest frame any method rendered
-    done = [n for n in names if any(n in sets for sets in results.values())]
+
+def write_input_crops(args, results, names, source, inputs):
+    """OUT/input/<stem>.png: each stylized photo as the methods saw it (aligned), at the largest
+    frame any method rendered (the grid's cell). Returns ({input name: path}, cell size)."""
+    import numpy as np
+
+    from modify_ms.data.imageio import save_image_atomic
+    from modify_ms.stylize import read_photo
+    from modify_ms.utils.images import to_uint8
+    from modify_ms.utils.paths import check_output_file
+
     size = max((_frame(outs.main) for sets in results.values() for outs in sets.values()), default=0)
-    input_crops = {}
-    for name in done:
-        stem = _stem(next(sets[name].main for sets in results.values() if name in sets))
-        path = check_output_file(os.path.join(args.out, "input", stem + ".png"), inputs)
-        x = read_photo(name, source, names.index(name), size, args.align)[0]
-        save_image_atomic(path, np.clip((x.transpose(1, 2, 0) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8))
-        input_crops[name] = path
-        written.append(path)
-    if done:
-        rows = [[_read_cell(input_crops[n], size)] +
-                [_read_cell(sets[n].main, size) if n in sets else None for sets in results.values()] for n in done]
-        save_image_atomic(fixed[0], comparison_grid(rows, ["input"] + list(results), size))
-        written.append(fixed[0])
+    crops = {}
+    for index, name in enumerate(names):
+        mains = [sets[name].main for sets in results.values() if name in sets]
+        if not mains:  # no method stylized it (unreadable): not in the grid
+            continue
+        path = check_output_file(os.path.join(args.out, "input", _stem(mains[0]) + ".png"), inputs)
+        save_image_atomic(path, to_uint8(read_photo(name, source, index, size, args.align))[0])
+        crops[name] = path
+    return crops, size
 
+
+def write_grid(path, results, crops, size):
+    """Fig. 2: a row per photo, columns input | each method that ran."""
+    from modify_ms.data.imageio import save_image_atomic
+
+    rows = [[_read_cell(crops[n], size)] + [_read_cell(sets[n].main, size) if n in sets else None
+                                             for sets in results.values()] for n in crops]
+    save_image_atomic(path, comparison_grid(rows, ["input"] + list(results), size))
+
+
+def build_table(args, specs, results, failures, crops, log):
+    """(Table 1 rows, notes): each method that ran scored by tools/evaluate.py's code (the
+    networks loaded once for all); a failed method, or one whose scoring fails, is marked failed."""
     table, notes = [], []
     nets = evaluate_command.MetricNets(metric_args(args, args.out, None))
-    if results and (args.reference or args.arcface or args.lpips):
+    scoring = bool(args.reference or args.arcface or args.lpips)
+    if results and scoring:
         import mindspore as ms
 
         ms.set_context(mode=ms.GRAPH_MODE)  # the metric cells (a method may have left PYNATIVE set)
@@ -288,31 +313,49 @@ def compare(args, log):
         row = {"method": name, "run": run, "status": "ok", "photos": len(results.get(name, {}))}
         if name in failures:
             row.update(status="failed", error=failures[name])
-        else:
-            if args.reference or args.arcface or args.lpips:
-                log(f"scoring {name}")
+        elif scoring:
+            log(f"scoring {name}")
             try:
-                row.update(score_method(args, name, results[name], input_crops, nets, notes))
+                row.update(score_method(args, name, results[name], crops, nets, notes))
             except KeyboardInterrupt:
                 raise
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001  (as a failing method: reported, the others go on)
                 failures[name] = one_line(exc) or type(exc).__name__
                 row.update(status="failed", error=f"scoring: {failures[name]}")
                 log(f"error: scoring {name} failed: {failures[name]}")
         table.append({**{key: row.get(key) for key in TABLE_KEYS}, **row})
-    document = {"photos": len(done), "reference": args.reference, "variants": args.variants,
+    return table, notes
+
+
+def compare(args, log):
+    """Stylize, grid, table; returns (table rows, notes, written paths, {failed method: reason})."""
+    from modify_ms.eval.files import atomic_write_text
+
+    specs, sargs, names, source, inputs = prepare(args)
+    grid_path, md_path, json_path = _fixed_outputs(args)
+    results, failures, written = run_methods(specs, sargs, len(names), log)
+    crops, size = write_input_crops(args, results, names, source, inputs)
+    written += list(crops.values())
+    if crops:
+        write_grid(grid_path, results, crops, size)
+        written.append(grid_path)
+    table, notes = build_table(args, specs, results, failures, crops, log)
+    document = {"photos": len(crops), "reference": args.reference, "variants": args.variants,
                 "rows": table, "notes": notes}
-    markdown = table_markdown(table) + "".join(f"\n> {n}\n" for n in notes)
-    atomic_write_text(fixed[1], markdown)
-    atomic_write_text(fixed[2], json.dumps(document, indent=2, default=float) + "\n")
-    written += fixed[1:]
-    return table, notes, written, failures
+    atomic_write_text(md_path, table_markdown(table) + "".join(f"\n> {n}\n" for n in notes))
+    atomic_write_text(json_path, json.dumps(document, indent=2, default=_plain) + "\n")
+    return table, notes, written + [md_path, json_path], failures
 
 
 # every row of table.json has these keys (null where a metric does not apply or was not measured)
 TABLE_KEYS = ("method", "run", "status", "photos", "fid", "identity_similarity", "identity_distance",
               "lpips_diversity", "fid_images", "style_images", "identity_pairs", "diversity_inputs",
               "variants_per_input")
+
+
+def _plain(value):
+    """numpy scalars (a count, a distance) as JSON numbers."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 def _frame(path):
@@ -329,8 +372,7 @@ def main(argv=None):
     print(table_markdown(table), end="")
     for note in notes:
         log(note)
-    print(f"written: {os.path.join(args.out, 'grid.png')}, {os.path.join(args.out, 'table.md')}, "
-          f"{os.path.join(args.out, 'table.json')}")
+    print("written: " + ", ".join(p for p in _fixed_outputs(args) if p in written))
     return 1 if failures else 0
 
 
