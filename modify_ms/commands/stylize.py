@@ -272,6 +272,7 @@ def refuse_early(args):
     from modify_ms.stylizers import MODIFY_MODES, is_multimodal
 
     if args.method in MODIFY_MODES:
+        _modify_config(args)  # a bad --set or --mode: before anything is listed or built
         return
     if args.variants and is_multimodal(args.method) is False:
         raise ConfigError(f"--variants: {args.method} is not multi-modal (one output per photo)")
