@@ -21,12 +21,13 @@ setup(
         "modify-render=modify_ms.commands.render:cli",
         "modify-train-baseline=baselines_ms.commands.train_baseline:main",
         "modify-compare=modify_ms.commands.compare:cli",
+        "modify-jojogan=baselines_ms.commands.jojogan:main",
     ],
     # stylization methods beyond MODIFY: modify_ms.stylizers loads each register() once, lazily
     # (the library never imports baselines_ms); one line per method
     "modify_ms.stylizers": [
         "psp-unpaired=baselines_ms.psp_unpaired.stylizer:register",
-        # jojogan: the lead adds "jojogan=baselines_ms.jojogan.<module>:register" here
+        "jojogan=baselines_ms.jojogan.stylizer:register",
     ]},
     install_requires=[
         "mindspore==2.10.0",
@@ -43,7 +44,7 @@ setup(
     extras_require={
         # torch is only the numerical reference in tests, never imported at run time;
         # the alignment tests need the align extra's dlib and landmark model.
-        "test": ["pytest>=7", "torch==2.13.0", "dlib-bin>=19.24", "face-recognition-models>=0.3.0"],
+        "test": ["pytest>=7", "pytest-xdist>=3.5", "torch==2.13.0", "dlib-bin>=19.24", "face-recognition-models>=0.3.0"],
         "align": ["dlib-bin>=19.24", "face-recognition-models>=0.3.0"],
     },
 )

@@ -4,6 +4,10 @@ MindSpore's execution mode is process-global, so tests that check both modes
 take the ``ms_mode`` fixture, which sets the mode for the test and restores
 GRAPH_MODE afterwards. Compiled cells are expensive on 2 CPU cores: build
 networks once per module (module-scoped fixtures) and use tiny shapes.
+
+The suite runs on two pytest-xdist workers (pytest.ini); each module stays on one worker so
+its module-scoped networks are built once, and modules sharing a session fixture are one
+group (``SHARED_FIXTURE_GROUPS``) so that fixture is built once too.
 """
 import os
 import sys
@@ -50,6 +54,19 @@ import mindspore as ms  # noqa: E402
 ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
 
 MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
+
+
+# modules that share a session-scoped fixture: one xdist group, so one worker builds it once
+SHARED_FIXTURE_GROUPS = {"test_hostile_stylize": "stage1_run", "test_modify_cli": "stage1_run",
+                         "test_compare_cli": "stage1_run"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
+def pytest_collection_modifyitems(config, items):
+    """Every test's xdist group is its module (or the module's shared-fixture group)."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(SHARED_FIXTURE_GROUPS.get(module, module)))
 
 
 @pytest.fixture(params=["graph", "pynative"])
