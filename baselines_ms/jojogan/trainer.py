@@ -13,7 +13,6 @@ their weight files; the ones built at random (the quickstart's) and the inverted
 metrics, checkpoint intervals and resume are Stage1Trainer's (``log_step``, ``groups``,
 ``resume``); only the data (the fixed references, no pipeline) and the samples differ.
 """
-import dataclasses
 import os
 import sys
 
@@ -149,7 +148,7 @@ class JoJoGANTrainer(Stage1Trainer):
         self.ref_w_plus = self.invert(ms.Tensor(resize_batch(self.references, cfg.model.loss_size))).asnumpy()
         self.render = StrengthRender(self.nets.original, self.nets.generator)
         self.optimizers = {"generator": build_optimizer(_Params(synthesis_params(self.nets.generator)),
-                                                        adam_optim(cfg.optim))}
+                                                        cfg.optim)}
         self.step_cell = UpdateStep(FineTuneLoss(self.nets.generator, self.feature_loss(), cfg.swap_rows,
                                                  cfg.mix_alpha),
                                     [(self.optimizers["generator"], synthesis_params(self.nets.generator))])
@@ -218,17 +217,6 @@ class JoJoGANTrainer(Stage1Trainer):
             bar.close()
             metrics.close()
         return self.step
-
-
-# MindSpore's nn.Adam refuses beta1 = 0 (JoJoGAN's value). With this one, m_t = (1 - b1) g_t + b1 m_{t-1}
-# is g_t to float32 rounding (1 - 1e-8 rounds to 1; b1 m is 1e-8 of m) and 1 - b1^t is 1: the same updates.
-ADAM_BETA1_ZERO = 1e-8
-
-
-def adam_optim(optim_cfg):
-    if optim_cfg.kind == "adam" and optim_cfg.beta1 == 0.0:
-        return dataclasses.replace(optim_cfg, beta1=ADAM_BETA1_ZERO)
-    return optim_cfg
 
 
 class _Params:

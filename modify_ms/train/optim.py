@@ -25,12 +25,18 @@ from mindspore import nn, ops
 
 _ranger_update = ops.MultitypeFuncGraph("ranger_update")
 
+# MindSpore's nn.Adam refuses beta1 = 0 (JoJoGAN's and StyleGAN2-ADA's value). With this one,
+# m_t = (1 - b1) g_t + b1 m_{t-1} is g_t to float32 rounding (1 - 1e-8 rounds to 1, b1 m is 1e-8
+# of m) and the bias correction 1 - b1^t is 1: the updates of beta1 = 0.
+ADAM_BETA1_ZERO = 1e-8
+
 
 def build_optimizer(cell, optim_cfg):
     """The optimizer ``optim_cfg.kind`` names over ``cell.trainable_params()``."""
     params = cell.trainable_params()
     if optim_cfg.kind == "adam":
-        return nn.Adam(params, learning_rate=optim_cfg.lr, beta1=optim_cfg.beta1, beta2=optim_cfg.beta2)
+        beta1 = optim_cfg.beta1 if optim_cfg.beta1 > 0 else ADAM_BETA1_ZERO
+        return nn.Adam(params, learning_rate=optim_cfg.lr, beta1=beta1, beta2=optim_cfg.beta2)
     if optim_cfg.kind == "ranger":
         return Ranger(params, learning_rate=optim_cfg.lr, beta1=optim_cfg.beta1, beta2=optim_cfg.beta2,
                       eps=optim_cfg.ranger_eps, k=optim_cfg.lookahead_k, alpha=optim_cfg.lookahead_alpha,
