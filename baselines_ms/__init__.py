@@ -1,10 +1,6 @@
 """Baselines of MODIFY, run on the same data, weights and commands as MODIFY itself.
 
-Importing this package registers each baseline with ``modify_ms.stylizers`` (the library
-never imports baselines_ms); nothing heavier than the configs is imported here.
+Each baseline registers itself with ``modify_ms.stylizers`` through the ``modify_ms.stylizers``
+entry points in setup.py (the library never imports baselines_ms): importing this package
+imports nothing, so one baseline that fails to import cannot take the others down.
 """
-from .jojogan.stylizer import register as _register_jojogan
-from .psp_unpaired.stylizer import register as _register_psp_unpaired
-
-_register_psp_unpaired()
-_register_jojogan()

@@ -233,7 +233,6 @@ def converted_e4e_of_run(run_dir, generator_ckpt, path):
 def test_tool_end_to_end_on_builtin_data(tmp_path):
     from weights_convert.stylegan2 import build_from_checkpoint
 
-    import baselines_ms  # noqa: F401  (registers jojogan)
     from modify_ms.data.imageio import read_image
     from modify_ms.stylizers import StylizerError, create_stylizer, list_stylizers
 

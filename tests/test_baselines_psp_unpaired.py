@@ -147,7 +147,6 @@ def test_encoder_loss_is_between_input_and_output(trained):
 
 def test_stylizer_renders_the_run(trained):
     """create_stylizer('psp-unpaired', run dir) = the trainer's D(E(x)) at the checkpoint."""
-    import baselines_ms  # noqa: F401  (registers psp-unpaired)
     from modify_ms.stylizers import create_stylizer, list_stylizers
 
     assert "psp-unpaired" in list_stylizers()

@@ -116,8 +116,6 @@ def test_modify_offline_variants_from_a_stage2_checkpoint(stage1_dir, photo, sta
 
 
 def test_unknown_name_is_one_line_listing_the_names():
-    import baselines_ms  # noqa: F401  (registers the baselines)
-
     with pytest.raises(StylizerError) as info:
         create_stylizer("stargan", "runs/x")
     message = str(info.value)

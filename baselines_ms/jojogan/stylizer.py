@@ -113,6 +113,9 @@ class JoJoGANStylizer:
 
     def _finish(self, strength, output_size):
         self.strength, self.output_size = strength, output_size
+        # photos are aligned at the generator's resolution, as the notebook aligns at 1024 (e4e
+        # then sees them resized to its own input)
+        self.size = self.generator.size
 
     def stylize(self, x, names=None, noise_seed=0):
         """x [B, 3, P, P] in [-1, 1] -> [B, 3, Q, Q], Q = output_size or P: e4e inversion of x (resized
