@@ -263,6 +263,15 @@ def test_diversity_from_output_folders(lpips_alex, tmp_path, rng):
     assert abs(per_input[0]) < 1e-6 and per_input[1] > 1e-3
 
 
+def test_stylize_variants_layout_groups_the_variants_only(tmp_path):
+    """tools/stylize.py --variants 2 writes a.png, a_k0.png, a_k1.png and the grid a_variants.png:
+    the group of a is its two variants (the grid is no output, the single output no variant)."""
+    for name in ("a.png", "a_k0.png", "a_k1.png", "a_variants.png", "b.png"):
+        (tmp_path / name).write_bytes(b"")
+    groups = {stem: [os.path.basename(p) for p in paths] for stem, paths in group_outputs(str(tmp_path)).items()}
+    assert groups == {"a": ["a_k0.png", "a_k1.png"], "b": ["b.png"]}
+
+
 def test_missing_folders_are_one_line_errors(tmp_path):
     with pytest.raises(EvalInputError, match="no such folder"):
         list_images(str(tmp_path / "nope"))

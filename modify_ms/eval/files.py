@@ -4,6 +4,11 @@ Output folder layouts understood by ``group_outputs``:
 * ``<stem>.png``                       one output per input
 * ``<stem>_k0.png ... <stem>_k{K-1}.png`` K stylizations of one input
 * ``<stem>/<anything>.png``            a folder per input holding its K stylizations
+
+tools/stylize.py --variants K writes ``<stem>.png``, ``<stem>_k*.png`` and the grid
+``<stem>_variants.png`` together: there the K variants are the stem's outputs, and the grid
+and the single output are left out (evaluate --method scores the single output for FID and
+identity and the variants for diversity).
 """
 import os
 import re
@@ -67,7 +72,11 @@ def group_outputs(folder):
             groups.setdefault(stem, []).append((k, full))
     result = {}
     for stem, items in groups.items():
+        if stem.endswith("_variants") and stem[:-len("_variants")] in groups:
+            continue  # stylize's grid of <stem>'s variants, not an output
         if items and isinstance(items[0], tuple):
+            if any(k >= 0 for k, _ in items):
+                items = [(k, p) for k, p in items if k >= 0]  # stylize's layout: the variants
             items = [p for _, p in sorted(items)]
         result[stem] = items
     if not result:
