@@ -160,25 +160,35 @@ def _feature_match_loss_cell():
 
 
 def project_jojogan_cell():
-    """(FineTuneLoss, DiscFeatureL1, synthesis_params, adam_optim) of baselines_ms.jojogan, or None
-    where that package has no fine-tuning step cell (yet)."""
+    """(FineTuneLoss, DiscFeatureL1, synthesis_params) of baselines_ms.jojogan, or None where that
+    package has no fine-tuning step cell (yet)."""
     try:
         from ..jojogan.networks import DiscFeatureL1, FineTuneLoss, synthesis_params
-        from ..jojogan.trainer import adam_optim
     except ImportError:
         return None
-    return FineTuneLoss, DiscFeatureL1, synthesis_params, adam_optim
+    return FineTuneLoss, DiscFeatureL1, synthesis_params
+
+
+class _ParamList:
+    """A parameter list as build_optimizer's cell argument (it optimises ``trainable_params()``)."""
+
+    def __init__(self, params):
+        self.params = list(params)
+
+    def trainable_params(self):
+        return list(self.params)
 
 
 def jojogan_step(cfg):
     """(step(ref_w, refs, z, noise) -> loss Tensor, generator, trained parameter count, code name).
 
     ``cfg['jojo_cell']``: 'project' = baselines_ms.jojogan's FineTuneLoss(DiscFeatureL1) under
-    UpdateStep with its Adam (what JoJoGANTrainer.train_step runs), 'pieces' = the same step from
-    modify_ms pieces (:class:`FeatureMatchLoss`), 'auto' = project when importable."""
-    from mindspore import nn
-
+    UpdateStep (what JoJoGANTrainer.train_step runs), 'pieces' = the same step from modify_ms
+    pieces (:class:`FeatureMatchLoss`), 'auto' = project when importable. Both with
+    build_optimizer's Adam (beta1 = 0 as JoJoGAN's, through its nn.Adam workaround)."""
     from modify_ms.models.stylegan2 import Discriminator, Generator
+    from modify_ms.train.config import OptimConfig
+    from modify_ms.train.optim import build_optimizer
     from modify_ms.train.steps import UpdateStep
 
     rows, taps = cfg["jojo_rows"], cfg["jojo_taps"]
@@ -190,22 +200,16 @@ def jojogan_step(cfg):
     if cfg["jojo_cell"] == "project" and project is None:
         raise RuntimeError("--jojogan-cell project: baselines_ms.jojogan has no fine-tuning step cell")
     if project is not None:
-        FineTuneLoss, DiscFeatureL1, synthesis_params, adam_optim = project
-        from modify_ms.train.config import OptimConfig
-
+        FineTuneLoss, DiscFeatureL1, synthesis_params = project
         params = synthesis_params(generator)
-        optim_cfg = adam_optim(OptimConfig(lr=cfg["jojo_lr"], beta1=cfg["jojo_betas"][0], beta2=cfg["jojo_betas"][1]))
-        # what build_optimizer builds for kind adam (the trainer's path)
-        adam = nn.Adam(params, learning_rate=optim_cfg.lr, beta1=optim_cfg.beta1, beta2=optim_cfg.beta2)
         loss = FineTuneLoss(generator, DiscFeatureL1(discriminator), rows, 0.0)
         code = "baselines_ms.jojogan.networks.FineTuneLoss(DiscFeatureL1) + UpdateStep"
     else:
         params = generator.trainable_params()
-        # nn.Adam refuses beta1 = 0; 1e-8 gives the same update to float32 precision at the same cost
-        adam = nn.Adam(params, learning_rate=cfg["jojo_lr"], beta1=max(cfg["jojo_betas"][0], 1e-8),
-                       beta2=cfg["jojo_betas"][1])
         loss = _feature_match_loss_cell()(generator, discriminator, rows, taps)
         code = "FeatureMatchLoss + UpdateStep (modify_ms pieces)"
+    beta1, beta2 = cfg["jojo_betas"]
+    adam = build_optimizer(_ParamList(params), OptimConfig(lr=cfg["jojo_lr"], beta1=beta1, beta2=beta2))
     update = UpdateStep(loss, [(adam, params)])
 
     def step(ref_w, refs, z, noise):
@@ -254,6 +258,8 @@ def run_worker(framework, workload, cfg, timeout):
                "--config", json.dumps(cfg)]
     else:
         cmd = [sys.executable, "-m", "tests.reference.bench_baselines_torch", workload, json.dumps(cfg)]
+    if cfg.get("pin_core", -1) >= 0:  # the whole worker (every thread it starts) on one core
+        cmd = ["taskset", "-c", str(cfg["pin_core"])] + cmd
     env = dict(os.environ, GLOG_v="3", ONEDNN_MAX_CPU_ISA=cfg["onednn_isa"])
     return worker_result(cmd, REPO_ROOT, f"{framework} {workload}", timeout, env)
 
@@ -290,6 +296,9 @@ def parse_args(argv=None):
     p.add_argument("--n-mlp", type=int, default=2)
     p.add_argument("--channel-multiplier", type=int, default=1, help="2 with --channel-max 512: config-f's widths")
     p.add_argument("--onednn-isa", default="AVX2", help="ONEDNN_MAX_CPU_ISA for both workers")
+    p.add_argument("--pin-core", type=int, default=-1,
+                   help="run each worker under taskset on this core (MindSpore's runtime runs independent "
+                        "kernels on more threads than threads_num; -1: no pinning)")
     p.add_argument("--timeout", type=int, default=3600)
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--json", help="also write all results to this file")
@@ -308,7 +317,7 @@ def bench_config(args):
                 id_units=(1, 1, 1, 1), xi=4, remap_layers=2, seed=0, onednn_isa=args.onednn_isa,
                 psp_losses=PSP_LOSSES, psp_adv=PSP_ADV, psp_lr=PSP_LR,
                 jojo_refs=args.jojo_refs, jojo_steps=args.jojo_steps, jojo_lr=JOJO_LR, jojo_betas=JOJO_BETAS,
-                jojo_rows=rows, jojo_taps=taps, jojo_cell=args.jojogan_cell)
+                jojo_rows=rows, jojo_taps=taps, jojo_cell=args.jojogan_cell, pin_core=args.pin_core)
 
 
 def main(argv=None):
@@ -333,7 +342,8 @@ def main(argv=None):
           f"n_mlp {args.n_mlp} channel multiplier {args.channel_multiplier}, encoder channels {cfg['enc_channels']} "
           f"units {cfg['enc_units']}, "
           f"LPIPS alex, JoJoGAN rows {list(cfg['jojo_rows'])} taps {list(cfg['jojo_taps'])}, "
-          f"{args.threads} thread(s) each, random weights, load avg (1/5/15 min) at start "
+          f"{args.threads} thread(s) each{f' pinned to core {args.pin_core}' if args.pin_core >= 0 else ''}, "
+          f"random weights, load avg (1/5/15 min) at start "
           f"{'/'.join(f'{v:.1f}' for v in load_start)}, at end {'/'.join(f'{v:.1f}' for v in os.getloadavg())}")
     print_table(rows, args.markdown, HEADER + CPU_HEADER)
     if args.json:
