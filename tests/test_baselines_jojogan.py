@@ -173,10 +173,10 @@ def _finetune_steps(nets):
     gen = ms_copy(Generator(SIZE, STYLE_DIM, 1, 1, 8), nets["g_a"])
     from modify_ms.train.optim import build_optimizer
 
-    from baselines_ms.jojogan.trainer import _Params, adam_optim
+    from baselines_ms.jojogan.trainer import _Params
 
     cfg = load_config(PAPER, JoJoGANConfig)
-    opt = build_optimizer(_Params(synthesis_params(gen)), adam_optim(cfg.optim))
+    opt = build_optimizer(_Params(synthesis_params(gen)), cfg.optim)  # beta1 0: build_optimizer's
     step = UpdateStep(FineTuneLoss(gen, DiscFeatureL1(nets["ms_d"]), ROWS, ALPHA), [(opt, synthesis_params(gen))])
     before = {n: p.asnumpy().copy() for n, p in gen.parameters_and_names()}
     disc = {n: p.asnumpy().copy() for n, p in nets["ms_d"].parameters_and_names()}

@@ -161,6 +161,27 @@ def test_adam_is_the_default_and_builds_nn_adam():
     np.testing.assert_allclose([opt.beta1.asnumpy(), opt.beta2.asnumpy()], [0.8, 0.99], rtol=1e-6)
 
 
+def test_adam_with_beta1_zero_is_torch_adam(data):
+    """JoJoGAN's betas (0, 0.99): nn.Adam refuses beta1 = 0; build_optimizer's stand-in must give
+    torch.optim.Adam(betas=(0, 0.99))'s parameters after every step (float64 reference)."""
+    import torch
+
+    _built, start, _ = data
+    # gradients away from 0: nn.Adam adds eps to sqrt(v) before the bias correction, torch after,
+    # which shows for |g| near eps whatever beta1 is (not what this test is about)
+    rng = np.random.default_rng(11)
+    grads = [[_draw(rng, s, 0.1, 1.0) for s in SHAPES.values()] for _ in range(4)]
+    net, _opt, step = make_step(start, OptimConfig(lr=LR, beta1=0.0, beta2=0.99))
+    ref = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in start]
+    ref_opt = torch.optim.Adam(ref, lr=LR, betas=(0.0, 0.99), eps=1e-8)
+    for t, g in enumerate(grads):
+        run_steps(step, [g])
+        for p, gi in zip(ref, g):
+            p.grad = torch.tensor(gi, dtype=torch.float64)
+        ref_opt.step()
+        assert_matches(net, [p.detach() for p in ref], f"step {t + 1}")
+
+
 @pytest.mark.parametrize("bad", [
     {"kind": "sgd"},
     {"kind": "ranger", "lookahead_k": 0},
