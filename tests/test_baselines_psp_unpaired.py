@@ -14,7 +14,7 @@ discriminator is given is under test.
   decoder stays bit-identical).
 * create_stylizer("psp-unpaired", run) renders what the trainer's E and D render.
 * The paper config states its values; inconsistent batch sizes are a one-line ConfigError.
-* slow: the quickstart through the real command line (tools/train_baseline.py), stopped and resumed.
+* the quickstart through the real command line (tools/train_baseline.py), stopped and resumed.
 
 Tolerance: loss values rtol 1e-4 / atol 1e-5 (the same float32 forward recomputed op by op);
 the stylizer round trip atol 1e-5; equality checks bit-exact.
@@ -181,7 +181,6 @@ def test_config_errors_are_one_line(override, message):
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
-@pytest.mark.slow
 def test_quickstart_command_line(tmp_path):
     """tools/train_baseline.py on the quickstart config (tiny sizes), stopped at step 4 and resumed
     to 6: samples, checkpoints and metrics in the run folder; then the run stylizes through the registry."""
