@@ -37,7 +37,7 @@ import time
 
 from modify_ms.commands import REPO_ROOT, repo_path
 from modify_ms.commands.bench_modify import HEADER, host_images, narrow_overrides, result, table_row, time_stage1
-from modify_ms.utils.bench import median, print_table, rss_mib, worker_result
+from modify_ms.utils.bench import median, print_table, rss_mib, worker_result, write_json
 
 WORKLOADS = ("psp-unpaired", "jojogan")
 # yaml/baselines/psp_unpaired.yaml's (assumed) objective, optimizer and trained networks
@@ -347,9 +347,7 @@ def main(argv=None):
           f"{'/'.join(f'{v:.1f}' for v in load_start)}, at end {'/'.join(f'{v:.1f}' for v in os.getloadavg())}")
     print_table(rows, args.markdown, HEADER + CPU_HEADER)
     if args.json:
-        with open(args.json + ".tmp", "w") as fh:
-            json.dump(dict(config=cfg, results=results), fh, indent=1)
-        os.replace(args.json + ".tmp", args.json)
+        write_json(args.json, dict(config=cfg, results=results))
     return 0
 
 

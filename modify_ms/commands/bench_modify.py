@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 
-from ..utils.bench import peak_rss_mib, print_table, rss_mib, worker_result
+from ..utils.bench import peak_rss_mib, print_table, rss_mib, worker_result, write_json
 from . import REPO_ROOT, repo_path
 
 WORKLOADS = ("stage1", "tta")
@@ -222,9 +222,7 @@ def main(argv=None):
           f"LPIPS alex, {args.threads} thread(s) each, random weights")
     print_table(rows, args.markdown, HEADER)
     if args.json:
-        with open(args.json + ".tmp", "w") as fh:
-            json.dump(dict(config=cfg, results=results), fh, indent=1)
-        os.replace(args.json + ".tmp", args.json)
+        write_json(args.json, dict(config=cfg, results=results))
     return 0
 
 

@@ -27,7 +27,7 @@ import statistics
 import sys
 import time
 
-from ..utils.bench import peak_rss_mib, print_table, rss_mib, worker_result
+from ..utils.bench import peak_rss_mib, print_table, rss_mib, worker_result, write_json
 from . import REPO_ROOT
 
 # Per-size defaults: small channel widths so the 256 px step fits a shared 2-core CPU.
@@ -232,9 +232,7 @@ def main(argv=None):
             print()
             print_table(rows, True, HEADER)
     if args.json:
-        with open(args.json + ".tmp", "w") as fh:
-            json.dump(raw, fh, indent=1)
-        os.replace(args.json + ".tmp", args.json)
+        write_json(args.json, raw)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,26 @@ import subprocess
 
 RESULT = "RESULT "  # the line a worker prints its figures on
 
+
+def write_json(path, data):
+    """The raw figures as JSON at ``path`` (a temporary name renamed onto it: never half a file)."""
+    import os
+
+    with open(path + ".tmp", "w") as fh:
+        json.dump(data, fh, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def torch_threads(threads):
+    """The torch worker's thread count (intra- and inter-op; the latter is fixed once set)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:  # already set in this process
+        pass
+
 def _status_mib(field):
     """A VmXXX line of /proc/self/status in MiB, or None where /proc is missing."""
     try:

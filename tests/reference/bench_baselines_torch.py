@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from baselines_ms.commands.bench_baselines import jojo_host_inputs, with_cpu_time
 from modify_ms.commands.bench_modify import host_images, result, time_stage1
-from modify_ms.utils.bench import median, rss_mib
+from modify_ms.utils.bench import median, rss_mib, torch_threads
 from .stylegan2_ref import Discriminator, Generator
 
 
@@ -130,11 +130,7 @@ def run_jojogan(cfg, baseline):
 
 def main():
     workload, cfg = sys.argv[1], json.loads(sys.argv[2])
-    torch.set_num_threads(cfg["threads"])
-    try:
-        torch.set_num_interop_threads(cfg["threads"])
-    except RuntimeError:
-        pass
+    torch_threads(cfg["threads"])
     baseline = rss_mib()
     torch.manual_seed(cfg["seed"])
     out = run_psp_unpaired(cfg, baseline) if workload == "psp-unpaired" else run_jojogan(cfg, baseline)

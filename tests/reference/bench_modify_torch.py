@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from modify_ms.commands.bench_modify import host_images, result, time_stage1, time_tta
-from modify_ms.utils.bench import rss_mib
+from modify_ms.utils.bench import rss_mib, torch_threads
 from .identity_ref import IdentityLossRef
 from .irse_ref import PSPEncoder, StyleHead
 from .lpips_ref import LPIPSRef
@@ -75,11 +75,7 @@ def lipschitz_penalty(disc, real, fake, alpha):
 
 def main():
     workload, cfg = sys.argv[1], json.loads(sys.argv[2])
-    torch.set_num_threads(cfg["threads"])
-    try:
-        torch.set_num_interop_threads(cfg["threads"])
-    except RuntimeError:
-        pass
+    torch_threads(cfg["threads"])
     baseline = rss_mib()
     torch.manual_seed(cfg["seed"])
     size, sdim = cfg["size"], cfg["style_dim"]

@@ -9,7 +9,7 @@ import json
 import os
 
 from modify_ms.commands.bench_stylegan2 import host_inputs, summary, time_steps
-from modify_ms.utils.bench import rss_mib
+from modify_ms.utils.bench import rss_mib, torch_threads
 
 
 def depthwise_upfirdn2d(planes_upfirdn2d):
@@ -42,11 +42,7 @@ def run_torch(cfg):
     import torch
     import torch.nn.functional as F
 
-    torch.set_num_threads(cfg["threads"])
-    try:
-        torch.set_num_interop_threads(cfg["threads"])
-    except RuntimeError:
-        pass
+    torch_threads(cfg["threads"])
     baseline = rss_mib()
     from . import stylegan2_ref
     from .stylegan2_ref import Discriminator, Generator
