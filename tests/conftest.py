@@ -61,12 +61,22 @@ SHARED_FIXTURE_GROUPS = {"test_hostile_stylize": "stage1_run", "test_modify_cli"
                          "test_compare_cli": "stage1_run"}
 
 
+# the longest groups (measured), scheduled first so that the two workers finish together
+LONGEST_FIRST = ("stage1_run", "test_modify_train", "test_baselines_psp_unpaired", "test_train_stage1_cli",
+                 "test_trainer_defects", "test_quickstart_specificity")
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
-    """Every test's xdist group is its module (or the module's shared-fixture group)."""
+    """Every test's xdist group is its module (or the module's shared-fixture group); the
+    longest groups go first (xdist hands groups out in collection order)."""
+    groups = {}
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(SHARED_FIXTURE_GROUPS.get(module, module)))
+        groups[item.nodeid] = SHARED_FIXTURE_GROUPS.get(module, module)
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda it: rank.get(groups[it.nodeid], len(rank)))  # stable: module order kept
 
 
 @pytest.fixture(params=["graph", "pynative"])

@@ -188,7 +188,9 @@ def test_quickstart_command_line(tmp_path):
 
     run_dir = str(tmp_path / "run")
     sets = [s for s in TINY_PSP if not s.startswith(("run.mode", "run.noise"))] + [
-        "steps=6", "run.sample_every=3", "run.ckpt_every=2", f"run.out_dir={run_dir}", "train=[encoder, decoder]"]
+        "steps=6", "run.sample_every=3", "run.ckpt_every=2", f"run.out_dir={run_dir}", "train=[encoder, decoder]",
+        # the resumed invocation loads the first one's compiled graphs
+        "run.compile_cache=true", f"run.compile_cache_dir={tmp_path / 'compile_cache'}"]
     first = run_tool(["tools/train_baseline.py", "--config", QUICKSTART, "--max-steps", "4"] + overrides(sets))
     assert "finished at step 4" in first.stdout
     resumed = run_tool(["tools/train_baseline.py", "--resume", run_dir])

@@ -199,15 +199,20 @@ def test_all_photos_bad_is_one_line(stage1_run, tmp_path):
 
 def test_same_command_twice_gives_the_same_bytes(stage1_run, tmp_path):
     """Seeded host noise, loss networks from the stage-1 run, per-photo seeds: the same command
-    gives the same files and the same objective (the second run also reuses the compile cache)."""
+    gives the same files and the same objective (the second run also reuses the compile cache).
+    Each run writes exactly the output, its variants and their grid, and prints their paths
+    (work files go to the cache folder)."""
     outs = []
+    names = ("astronaut.png", "astronaut_k0.png", "astronaut_k1.png", "astronaut_variants.png")
     for run in ("first", "second"):
         out = tmp_path / run / "astronaut.png"
         args = [a.replace(STAGE1, stage1_run) for a in _stylize(
             "--input", "builtin:astronaut", "--output", str(out), "--steps", "2", "--variants", "2",
-            "--interpolate", "2")]  # test_modify_cli's variant counts: its graphs come from this compile cache
+            "--interpolate", "2")]
         proc = run_tool(args, cwd=str(tmp_path))
         assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stdout.split() == [str(tmp_path / run / n) for n in names]
+        assert sorted(os.listdir(tmp_path / run)) == sorted(names)
         files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / run).iterdir()}
         objective = [line.split(": ", 1)[1].split("; wrote")[0] for line in proc.stderr.splitlines() if "objective" in line]
         outs.append((files, objective))
