@@ -4,6 +4,7 @@ YAML files map onto ``Stage1Config`` / ``Stage2Config`` via ``modify_ms.config.l
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Tuple
 
@@ -233,11 +234,31 @@ class RunConfig:
     keep_checkpoints: int = 3
     compile_cache: bool = True
     compile_cache_dir: str = ""  # "" = <out_dir>/.compile_cache; share one to reuse graphs across runs
+    # the device of this process: -1 = the worker's local rank under msrun (DEVICE_ID in a rank-table
+    # job), 0 in a single process; set through mindspore.set_device
+    device_id: int = -1
+    # GRAPH_MODE compilation level ("" = MindSpore's default for the device; O0 kernel by kernel,
+    # O1 with operator fusion, O2 whole-graph sinking on Ascend)
+    jit_level: Literal["", "O0", "O1", "O2"] = ""
+    max_device_memory: str = ""  # e.g. "22GB": the device memory MindSpore may take ("" = its default)
+    # data parallel (msrun): the encoder's BatchNorm takes its statistics over the global batch, so
+    # N workers at batch_size B train as one process at batch N x B (off: per-device statistics)
+    sync_batch_norm: bool = True
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"  # mixed precision through mindspore.amp
+    loss_scale: float = 2.0 ** 16  # fp16: initial dynamic loss scale
+    loss_scale_window: int = 1000  # fp16: finite steps before the scale doubles (halved on overflow)
+    recompute: bool = False  # recompute generator/discriminator blocks in the backward pass (memory)
 
     def validate(self):
         if min(self.log_every, self.sample_every, self.ckpt_every, self.keep_checkpoints) < 1:
             raise ValueError("run: log_every, sample_every, ckpt_every and keep_checkpoints must be >= 1")
         _in_range("run.seed", self.seed, 0, MAX_SEED)
+        _in_range("run.device_id", self.device_id, -1, 4095)
+        if not self.loss_scale >= 1 or self.loss_scale_window < 1:
+            raise ValueError(f"run.loss_scale must be >= 1 and run.loss_scale_window >= 1, got "
+                             f"{self.loss_scale}, {self.loss_scale_window}")
+        if self.max_device_memory and not re.fullmatch(r"\d+(\.\d+)?GB", self.max_device_memory):
+            raise ValueError(f"run.max_device_memory must look like '22GB', got {self.max_device_memory!r}")
 
 
 @dataclass(frozen=True)
