@@ -22,6 +22,15 @@ it for MindSpore, the driver sets it in both workers' environment).
 
     python tools/bench_modify.py --size 64              # quick
     python tools/bench_modify.py --size 256 --markdown  # the figure for the docs
+
+``--memory`` (MindSpore only, docs/memory.md): the peak of one stage-1 generator-side step and
+of one discriminator step, each in its own fresh worker, recompute off and on (``run.recompute``,
+train.memory). The step cell is compiled first; "run peak" is the peak RSS (VmHWM, reset through
+/proc/self/clear_refs) of its first run above the RSS after compiling; "compile" what compiling
+added, "built nets" what the built trainer added to the imported framework. ``--recompute``
+runs the timed workloads with recompute on.
+
+    python tools/bench_modify.py --memory --size 64 --markdown
 """
 import argparse
 import json
@@ -31,10 +40,14 @@ import sys
 import tempfile
 import time
 
-from ..utils.bench import peak_rss_mib, print_table, rss_mib, worker_result, write_json
+from ..utils.bench import peak_rss_mb, peak_rss_mib, print_table, rss_mib, worker_result, write_json
 from . import REPO_ROOT, repo_path
 
-WORKLOADS = ("stage1", "tta")
+WORKLOADS = ("stage1", "tta", "memory")
+MEMORY_STEPS = ("g", "d")  # --memory: the generator-side step cell, the discriminator step cell
+# --memory measures the paper's first 150k iterations (E and D trained, y_r only, discriminator step)
+PAPER_PHASE1 = ("phases=[{steps: 10, weights: {l2: 0.8, lpips: 0.8, id: 1.0, adv_r: 0.1, swap: 0.0, adv_z: 0.0},"
+                " train: [encoder, decoder]}]")
 
 
 def narrow_overrides(cfg):
@@ -109,9 +122,15 @@ def run_mindspore(workload, cfg):
     with tempfile.TemporaryDirectory() as tmp:
         s1_dir = os.path.join(tmp, "stage1")
         s1_cfg = load_config(repo_path("yaml", "quickstart.yaml"), Stage1Config,
-                             narrow_overrides(cfg) + [f"run.out_dir={s1_dir}", f"data.batch_size={cfg['batch']}"])
+                             narrow_overrides(cfg) + [f"run.out_dir={s1_dir}", f"data.batch_size={cfg['batch']}",
+                                                      f"run.recompute={cfg.get('recompute', False)}"]
+                             + ([PAPER_PHASE1] if workload == "memory" else []))
         trainer = Stage1Trainer(s1_cfg, s1_dir, log=quiet)
         n_params = sum(p.size for p in trainer.nets.trainable_params())
+        if workload == "memory":
+            built = rss_mib() - baseline  # the networks, loss networks and optimizers
+            return dict(step_peak(trainer, cfg), framework="mindspore", version=ms.__version__, params=n_params,
+                        built_mib=built, loadavg=os.getloadavg()[0])
         if workload == "stage1":
             ys = host_images(cfg, cfg["batch"], 3)
             reals = host_images(dict(cfg, seed=cfg["seed"] + 1), cfg["batch"], 3)
@@ -149,6 +168,59 @@ def run_mindspore(workload, cfg):
         first, last, times = time_tta(adapt, x, cfg["tta_steps"])
         return result("mindspore", ms.__version__, workload, cfg, baseline, first, last, times,
                       dict(loss_first=losses[0], loss_last=losses[-1], params=n_params))
+
+
+def reset_peak_rss():
+    """Restart VmHWM at the current RSS (Linux: 5 > /proc/self/clear_refs)."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+
+
+def step_peak(trainer, cfg):
+    """Peak memory of one stage-1 step cell (cfg['step']: 'g' generator side, 'd' discriminator) run
+    once after its compilation: {compile_mib: RSS added by compiling, run_mib: peak RSS while it
+    runs above the RSS after compiling, step_s}. The discriminator step gets seeded images as its
+    fakes (its cost does not depend on their values), so no generator step runs in its process."""
+    import numpy as np
+    import mindspore as ms
+
+    g_step, d_step = trainer.phase_cells(0)
+    y, y_real = host_images(cfg, cfg["batch"], 2)
+    if cfg["step"] == "g":
+        batch, rng = cfg["batch"], np.random.default_rng(cfg["seed"])
+        noise = trainer.nets.decoder.random_noise(batch, rng)
+        z = ms.Tensor(rng.standard_normal((batch, trainer.nets.remap_net.z_dim)).astype("float32"))
+        cell, args = g_step, (ms.Tensor(y), z, noise, noise)
+    else:
+        alpha = ms.Tensor(np.full((cfg["batch"], 1, 1, 1), 0.5, np.float32))
+        cell, args = d_step, (ms.Tensor(y_real), ms.mutable((ms.Tensor(y),)), alpha)
+    before = rss_mib()
+    cell.compile(*args)
+    compiled = rss_mib()
+    reset_peak_rss()
+    t0 = time.perf_counter()
+    cell(*args)
+    ms.runtime.synchronize()
+    return dict(step=cfg["step"], recompute=cfg.get("recompute", False), compile_mib=compiled - before,
+                run_mib=peak_rss_mb() - compiled, step_s=time.perf_counter() - t0)
+
+
+def run_memory(args, cfg):
+    """--memory: one fresh worker per (step, recompute); prints the table and returns the results."""
+    results = []
+    for step in MEMORY_STEPS:
+        for recompute in (False, True):
+            r = run_worker("mindspore", "memory", dict(cfg, step=step, recompute=recompute), args.timeout)
+            results.append(r)
+            print(f"# {step} recompute={recompute}: {json.dumps(r)}", flush=True)
+    rows = [[f"{'generator-side' if r['step'] == 'g' else 'discriminator'} step", "on" if r["recompute"] else "off",
+             f"{r['run_mib']:.0f}", f"{r['compile_mib']:.0f}", f"{r['built_mib']:.0f}", f"{r['step_s']:.2f}"]
+            for r in results]
+    print(f"stage-1 step memory, {args.size} px, batch {args.batch}, generator channel_max {args.channel_max}, "
+          f"MindSpore {results[0]['version']} GRAPH_MODE CPU, {results[0]['params']} trainable params")
+    print_table(rows, args.markdown, ["step cell", "recompute", "run peak MiB", "compile MiB", "built nets MiB",
+                                      "first run s"])
+    return results
 
 
 # ----------------------------------------------------------------------------- driver
@@ -189,6 +261,9 @@ def parse_args(argv=None):
     p.add_argument("--n-mlp", type=int, default=2)
     p.add_argument("--onednn-isa", default="AVX2", help="ONEDNN_MAX_CPU_ISA for both workers")
     p.add_argument("--timeout", type=int, default=3600)
+    p.add_argument("--memory", action="store_true", help="MindSpore step-cell memory, recompute off and on "
+                   "(docs/memory.md) instead of the timed workloads")
+    p.add_argument("--recompute", action="store_true", help="the timed workloads with run.recompute on")
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--json", help="also write all results to this file")
     p.add_argument("--worker", choices=WORKLOADS, help=argparse.SUPPRESS)
@@ -205,7 +280,12 @@ def main(argv=None):
                channel_max=args.channel_max, style_dim=args.style_dim, n_mlp=args.n_mlp, channel_multiplier=1,
                enc_channels=(16, 16, 32, 32), enc_units=(1, 1, 1, 1), id_channels=(16, 16, 16, 32),
                id_units=(1, 1, 1, 1), xi=4, remap_layers=2, seed=0, onednn_isa=args.onednn_isa,
-               lr_stage1=1e-3, lr_stage2=1e-4, adv_kind="logistic", gp_weight=10.0)
+               lr_stage1=1e-3, lr_stage2=1e-4, adv_kind="logistic", gp_weight=10.0, recompute=args.recompute)
+    if args.memory:
+        results = run_memory(args, cfg)
+        if args.json:
+            write_json(args.json, dict(config=cfg, results=results))
+        return 0
     rows, results = [], {}
     for workload in args.workloads.split(","):
         res = {fw: run_worker(fw, workload, cfg, args.timeout) for fw in ("mindspore", "torch")}
