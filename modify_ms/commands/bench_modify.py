@@ -45,7 +45,8 @@ from . import REPO_ROOT, repo_path
 
 WORKLOADS = ("stage1", "tta", "memory")
 MEMORY_STEPS = ("g", "d")  # --memory: the generator-side step cell, the discriminator step cell
-# --memory measures the paper's first 150k iterations (E and D trained, y_r only, discriminator step)
+# the stage-1 timing and --memory measure the paper's first 150k iterations (E and D trained, y_r
+# only, discriminator step), as the PyTorch worker does: the quickstart's own phases are L2 only
 PAPER_PHASE1 = ("phases=[{steps: 10, weights: {l2: 0.8, lpips: 0.8, id: 1.0, adv_r: 0.1, swap: 0.0, adv_z: 0.0},"
                 " train: [encoder, decoder]}]")
 
@@ -124,7 +125,7 @@ def run_mindspore(workload, cfg):
         s1_cfg = load_config(repo_path("yaml", "quickstart.yaml"), Stage1Config,
                              narrow_overrides(cfg) + [f"run.out_dir={s1_dir}", f"data.batch_size={cfg['batch']}",
                                                       f"run.recompute={cfg.get('recompute', False)}"]
-                             + ([PAPER_PHASE1] if workload == "memory" else []))
+                             + ([PAPER_PHASE1] if workload in ("memory", "stage1") else []))
         trainer = Stage1Trainer(s1_cfg, s1_dir, log=quiet)
         n_params = sum(p.size for p in trainer.nets.trainable_params())
         if workload == "memory":
