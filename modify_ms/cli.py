@@ -27,7 +27,11 @@ def one_line(exc):
 
 def run_main(main):
     """Run ``main()``; a user error becomes one line on stderr with exit code 2, and the
-    process leaves via os._exit so MindSpore's exit-time ``Cell.__del__`` noise never shows."""
+    process leaves via os._exit so MindSpore's exit-time ``Cell.__del__`` noise never shows.
+    Under msrun, the scheduler process msrun starts with the same command only serves the cluster."""
+    from .train.distributed import launched_as_worker, serve_if_scheduler
+
+    serve_if_scheduler()
     from .config import ConfigError
     from .data.imageio import InputError
     from .data.sources import DataSourceError
@@ -54,4 +58,6 @@ def run_main(main):
         code = 130
     sys.stdout.flush()
     sys.stderr.flush()
+    if launched_as_worker():  # an msrun worker leaves through Python's exit, which ends its cluster
+        sys.exit(code)        # session cleanly (os._exit reads as a failed worker to the scheduler)
     os._exit(code)

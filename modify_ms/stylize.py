@@ -275,9 +275,10 @@ def with_compile_cache(cfg, req: StylizeRequest, stage1_ckpt: str):
 def run_mode(cfg, req, model, writer, arrivals, work_dir, skips, log):
     """Drive the configured stage-2 mode; every finished photo goes through ``writer``."""
     from .train import stage2
-    from .train.common import MetricsLog, RunCheckpoints, epoch_batches, progress
+    from .train.common import MetricsLog, RunCheckpoints, epoch_batches, progress, worker_pipeline
 
-    metrics = MetricsLog(work_dir, name="stylize_metrics.jsonl")
+    main = model.world.main  # offline under msrun: rank 0 alone writes metrics, checkpoints and outputs
+    metrics = MetricsLog(work_dir, name="stylize_metrics.jsonl") if main else None
     ckpts = RunCheckpoints(work_dir, cfg.run.keep_checkpoints, subdir="stylize_checkpoints")
     resume = ckpts.latest() if req.resume else None
     try:
@@ -292,16 +293,19 @@ def run_mode(cfg, req, model, writer, arrivals, work_dir, skips, log):
             from .data.dataset import build_dataset
 
             start = int(model.resume(resume)["step"]) if resume else 0
-            pipeline = build_dataset(stage2.source_data_config(cfg.data, model.stage1_cfg), log=log)  # a resumed run restarts the data order at epoch 0
+            data_cfg = stage2.source_data_config(cfg.data, model.stage1_cfg)
+            # a resumed run restarts the data order at epoch 0; under msrun, this worker's shard
+            pipeline, _ = worker_pipeline(build_dataset(data_cfg, log=log), data_cfg, model.world, 0)
             batches = (b[0] for b in epoch_batches(pipeline, cfg.offline_steps - start))
-            bar = progress(cfg.offline_steps, start, "stage 2 offline")
+            bar = progress(cfg.offline_steps, start, "stage 2 offline", enabled=main)
             stage2.offline(model, batches, cfg.offline_steps, start, ckpts, cfg.run.ckpt_every, log, metrics, bar,
                            cfg.run.log_every)
             bar.close()
-            for name, x in arrivals:
+            for name, x in arrivals if main else ():
                 writer(name, x)
     finally:
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
 
 
 def run_stylize(cfg, req: StylizeRequest, log: Callable[[str], None] = print) -> Tuple[List[str], Skips]:
@@ -340,6 +344,6 @@ def run_stylize(cfg, req: StylizeRequest, log: Callable[[str], None] = print) ->
     run_mode(cfg, req, model, writer, arrivals, work_dir, skips, log)
     if skips.items:
         log(skips.summary())
-    if not writer.written:
+    if not writer.written and model.world.main:  # (the other msrun workers write nothing)
         raise InputError(req.input, "no photo could be stylized" + (f" ({skips.summary()})" if skips.items else ""))
     return writer.written, skips

@@ -62,8 +62,8 @@ SHARED_FIXTURE_GROUPS = {"test_hostile_stylize": "stage1_run", "test_modify_cli"
 
 
 # the longest groups (measured), scheduled first so that the two workers finish together
-LONGEST_FIRST = ("stage1_run", "test_modify_train", "test_baselines_psp_unpaired", "test_train_stage1_cli",
-                 "test_trainer_defects", "test_quickstart_specificity")
+LONGEST_FIRST = ("test_distributed", "stage1_run", "test_modify_train", "test_baselines_psp_unpaired",
+                 "test_train_stage1_cli", "test_trainer_defects", "test_quickstart_specificity")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks

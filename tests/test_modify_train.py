@@ -8,7 +8,6 @@ stage 2 freezes the teacher encoder, the decoder and M; test-time adaptation rea
 updates E' (fresh optimizer per photo) and lowers the objective; results for two photos
 do not depend on their order; online writes one output per input in arrival order.
 """
-import copy
 import os
 
 import numpy as np
@@ -156,23 +155,28 @@ def test_swap_loss_uses_the_same_z_as_the_render(stage1):
 
 def test_a_step_copies_nothing_to_the_host_and_draws_only_what_its_phase_uses(stage1, monkeypatch):
     """On a GPU or Ascend card a host copy per step serialises the device: train_step returns device
-    values (copied at log intervals), and a phase that never renders y_z draws no z or noise for it."""
+    values (copied at log intervals), and a phase that never renders y_z draws no z or noise for it
+    (its per-sample streams, train.distributed.sample_rngs, are never opened)."""
+    from modify_ms.train import stage1 as stage1_module
+
     trainer = stage1["trainer"]
     y, y_real = stage1["batches"][0]
     trainer.step = 0  # phase 0 (the resume test below restores a real state)
-    before = copy.deepcopy(trainer.rng.bit_generator.state)
+    streams = []
+
+    def recording(seed, stream, step, batch, world=None):
+        streams.append(stream)
+        return real_sample_rngs(seed, stream, step, batch, world)
 
     def refuse(self):
         raise AssertionError("a host copy inside train_step")
+    real_sample_rngs = stage1_module.sample_rngs
+    monkeypatch.setattr(stage1_module, "sample_rngs", recording)
     monkeypatch.setattr(ms.Tensor, "asnumpy", refuse)
     record = trainer.train_step(y, y_real)
     monkeypatch.undo()
     assert isinstance(record["loss"], ms.Tensor) and isinstance(record["d_loss"], ms.Tensor)
-    replay = np.random.default_rng()
-    replay.bit_generator.state = before
-    trainer.nets.decoder.random_noise(y.shape[0], replay)   # noise_r
-    replay.uniform(size=(y.shape[0], 1, 1, 1))               # the penalty's interpolation weights
-    assert replay.bit_generator.state == trainer.rng.bit_generator.state
+    assert sorted(streams) == sorted([stage1_module.NOISE_R, stage1_module.ALPHA])
 
 
 def test_checkpoint_resume_gives_the_same_losses(stage1):

@@ -22,10 +22,12 @@ from mindspore import nn
 
 from modify_ms.train.checks import check_resume_point, check_run_dir
 from modify_ms.train.common import (MetricsLog, PendingRecords, ResumePoint, RunCheckpoints, host_noise, progress,
-                                    rng_state, save_grid, seed_everything, setup_runtime, write_resolved_config)
+                                    save_grid, seed_everything, setup_runtime, write_resolved_config)
+from modify_ms.train.distributed import barrier, worker_rng
+from modify_ms.train.memory import apply_recompute
 from modify_ms.train.optim import build_optimizer
 from modify_ms.train.stage1 import Stage1Trainer
-from modify_ms.train.steps import UpdateStep
+from modify_ms.train.precision import Precision, step_outputs
 from modify_ms.utils.checkpoint import CheckpointFileError, fill_cell, named_arrays, read_arrays, save_arrays
 
 from .config import METHOD
@@ -137,9 +139,12 @@ class JoJoGANTrainer(Stage1Trainer):
 
     def __init__(self, cfg, run_dir, log=print, references=None):
         self.cfg, self.run_dir, self.log = cfg, run_dir, log
-        setup_runtime(cfg.run, run_dir, cache_key=METHOD, make_dir=False)
+        # under msrun every worker fine-tunes on the same references with its own z (worker_rng): the
+        # averaged gradient is that of N times the paired samples per step
+        self.world = setup_runtime(cfg.run, run_dir, cache_key=METHOD, make_dir=False, distributed=True)
         seed_everything(cfg.run.seed)  # before any network is built: random weights follow run.seed
         self.nets = JoJoNets(cfg, log)
+        apply_recompute(self.nets, cfg.run.recompute)  # modify_ms.train.memory
         size = cfg.model.generator.size
         if references is None:
             references = read_references(cfg.style, size, cfg.align)
@@ -149,10 +154,12 @@ class JoJoGANTrainer(Stage1Trainer):
         self.render = StrengthRender(self.nets.original, self.nets.generator)
         self.optimizers = {"generator": build_optimizer(_Params(synthesis_params(self.nets.generator)),
                                                         cfg.optim)}
-        self.step_cell = UpdateStep(FineTuneLoss(self.nets.generator, self.feature_loss(), cfg.swap_rows,
-                                                 cfg.mix_alpha),
-                                    [(self.optimizers["generator"], synthesis_params(self.nets.generator))])
-        self.rng = np.random.default_rng(cfg.run.seed)
+        self.precision = Precision(cfg.run)  # fp16/bf16 step cell and the fp16 loss scale (groups())
+        feature_loss = self.feature_loss()  # a loss network: float32 under fp16/bf16 too
+        self.step_cell = self.precision.update_step(
+            FineTuneLoss(self.nets.generator, feature_loss, cfg.swap_rows, cfg.mix_alpha),
+            [(self.optimizers["generator"], synthesis_params(self.nets.generator))], keep=(feature_loss,))
+        self.rng = worker_rng(cfg.run.seed, self.world)
         self.step = 0
         self.ckpts = RunCheckpoints(run_dir, cfg.run.keep_checkpoints)
 
@@ -163,7 +170,7 @@ class JoJoGANTrainer(Stage1Trainer):
 
     # ----------------------------------------------------------------- state
     def save(self):
-        return self.ckpts.save(self.step, self.groups(), {"rng": rng_state(self.rng), "method": METHOD})
+        return self.save_state({"method": METHOD})
 
     def use_frozen(self, codes):
         """The inverted codes saved with the run (a resume inverts nothing anew)."""
@@ -175,9 +182,10 @@ class JoJoGANTrainer(Stage1Trainer):
         n = len(self.references)
         z = ms.Tensor(self.rng.standard_normal((n, self.cfg.model.generator.style_dim), dtype=np.float32))
         noise = host_noise(self.nets.generator, n, self.rng, self.cfg.run.noise)
-        loss, _img = self.step_cell(self._ref_codes(), self._targets(), z, noise)
+        flags = {}  # fp16: overflow flag and count, loss scale
+        loss, _img = step_outputs(self.step_cell, self.step_cell(self._ref_codes(), self._targets(), z, noise), flags)
         self.step += 1
-        return {"step": self.step, "loss": loss}
+        return {"step": self.step, "loss": loss, **flags}
 
     def _ref_codes(self):
         if getattr(self, "_codes_t", None) is None or self._codes_src is not self.ref_w_plus:
@@ -198,6 +206,8 @@ class JoJoGANTrainer(Stage1Trainer):
         codes = self._ref_codes()
         rows = [self.references, self.nets.original(codes, noise).asnumpy(),
                 self.nets.generator(codes, noise).asnumpy()]
+        if not self.world.main:  # every worker renders (in step with rank 0), rank 0 writes
+            return
         path = os.path.join(self.run_dir, "samples", f"step_{self.step:08d}.png")
         save_grid(path, rows)
         metrics.write({"step": self.step, "samples": os.path.relpath(path, self.run_dir)})
@@ -205,9 +215,11 @@ class JoJoGANTrainer(Stage1Trainer):
 
     def run(self, max_steps=None):
         total = self.cfg.total_steps if max_steps is None else min(self.cfg.total_steps, max_steps)
-        metrics = MetricsLog(self.run_dir, resume_step=self.step)
-        os.makedirs(os.path.join(self.run_dir, "samples"), exist_ok=True)
-        bar = progress(total, self.step, self.progress_label)
+        metrics = None
+        if self.world.main:  # rank 0 alone writes the run's files
+            metrics = MetricsLog(self.run_dir, resume_step=self.step)
+            os.makedirs(os.path.join(self.run_dir, "samples"), exist_ok=True)
+        bar = progress(total, self.step, self.progress_label, enabled=self.world.main)
         pending = PendingRecords()
         try:
             while self.step < total:
@@ -215,7 +227,9 @@ class JoJoGANTrainer(Stage1Trainer):
         finally:
             pending.flush(metrics)
             bar.close()
-            metrics.close()
+            if metrics is not None:
+                metrics.close()
+        barrier()
         return self.step
 
 
@@ -243,9 +257,11 @@ def train_jojogan(cfg, run_dir, resume=False, max_steps=None, log=print, referen
     if point is not None:
         trainer.use_frozen(load_frozen(trainer.nets, run_dir))
         trainer.resume(point)
-    os.makedirs(run_dir, exist_ok=True)
-    write_resolved_config(cfg, run_dir)
-    if point is None:
-        save_frozen(trainer.nets, trainer.ref_w_plus, run_dir)
+    barrier()  # under msrun: every worker has checked its inputs before the run folder appears
+    if trainer.world.main:
+        os.makedirs(run_dir, exist_ok=True)
+        write_resolved_config(cfg, run_dir)
+        if point is None:
+            save_frozen(trainer.nets, trainer.ref_w_plus, run_dir)
     trainer.run(max_steps)
     return trainer

@@ -19,14 +19,17 @@ import dataclasses
 import numpy as np
 import mindspore as ms
 
-from modify_ms.data.dataset import DataPipeline, build_dataset, held_images, make_pipeline
+from modify_ms.data.dataset import DataPipeline, batches_per_epoch, build_dataset, held_images, make_pipeline
 from modify_ms.models.modify import ModifyNets, Stylizer
 from modify_ms.train.checks import check_resume_point, check_run_dir, check_weight_files
-from modify_ms.train.common import (LossNets, ResumePoint, RunCheckpoints, host_noise, load_pretrained, rng_state,
-                                    seed_everything, setup_runtime)
+from modify_ms.train.common import (LossNets, ResumePoint, RunCheckpoints, host_noise, load_pretrained,
+                                    seed_everything, setup_runtime, worker_data_config)
+from modify_ms.train.distributed import worker_rng
+from modify_ms.train.memory import apply_recompute
 from modify_ms.train.optim import build_optimizer
 from modify_ms.train.stage1 import HELD_IMAGES, Stage1Trainer, start_run
-from modify_ms.train.steps import STAGE2_TERMS, CriticLoss, Stage2Loss, UpdateStep
+from modify_ms.train.precision import Precision, step_outputs
+from modify_ms.train.steps import STAGE2_TERMS, CriticLoss, Stage2Loss
 
 from .config import METHOD
 
@@ -34,10 +37,11 @@ NETWORK_ATTR = {"encoder": "encoder", "decoder": "decoder"}
 
 
 def target_batches(pipeline, data_cfg, start=0):
-    """Batches of the target set from batch index ``start`` on, epoch after epoch (each epoch
-    reshuffled as ``data_cfg`` says): the step-th training step always gets the same target batch,
-    so a resumed run sees the target images an uninterrupted one would."""
-    per_epoch = pipeline.batches_per_epoch
+    """Batches of the target set (``pipeline``'s images, shard and batch of ``data_cfg``) from batch
+    index ``start`` on, epoch after epoch (each epoch reshuffled as ``data_cfg`` says): the step-th
+    training step always gets the same target batch, so a resumed run sees the target images an
+    uninterrupted one would."""
+    per_epoch = batches_per_epoch(data_cfg, len(pipeline.source))
     epoch, skip = divmod(start, per_epoch)
     while True:
         epoch_pipeline = make_pipeline(data_cfg, pipeline.source, pipeline.skips, epoch)
@@ -70,18 +74,21 @@ class UnpairedPSPTrainer(Stage1Trainer):
     def __init__(self, cfg, run_dir, log=print, pipeline=None, target=None):
         self.cfg, self.run_dir, self.log = cfg, run_dir, log
         self.pipeline, self.target = pipeline, target  # None: built by run() / target_pipeline()
-        setup_runtime(cfg.run, run_dir, cache_key=METHOD, make_dir=False)
+        self.world = setup_runtime(cfg.run, run_dir, cache_key=METHOD, make_dir=False, distributed=True)
         seed_everything(cfg.run.seed)  # before any network is built: the initial weights follow run.seed
         self.nets = ModifyNets(cfg.model)
         self.loss_nets = LossNets(cfg.model.loss_nets, cfg.model.loss_size)
         load_pretrained(self.nets, self.loss_nets, cfg.weights, log)
+        self.distribute_cells(self.nets.encoder)
+        apply_recompute(self.nets, cfg.run.recompute)  # modify_ms.train.memory
         self.nets.encoder.set_train(True)  # pSp trains E with batch statistics (sample_rows switches)
         self.sample_render = Stylizer(self.nets, self.nets.encoder)
         self.optimizers = {name: build_optimizer(getattr(self.nets, NETWORK_ATTR[name]), cfg.optim)
                            for name in cfg.train}
         self.optimizers["discriminator"] = build_optimizer(self.nets.discriminator, cfg.optim)
+        self.precision = Precision(cfg.run)  # fp16/bf16 step cells and the fp16 loss scales (groups())
         self.g_step, self.d_step = self.build_steps()
-        self.rng = np.random.default_rng(cfg.run.seed)
+        self.rng = worker_rng(cfg.run.seed, self.world)
         self.step = 0
         self.ckpts = RunCheckpoints(run_dir, cfg.run.keep_checkpoints)
 
@@ -93,15 +100,16 @@ class UnpairedPSPTrainer(Stage1Trainer):
         trained = [(self.optimizers[n], getattr(nets, NETWORK_ATTR[n]).trainable_params()) for n in cfg.train]
         d_step = None
         if cfg.losses.adv > 0:
-            d_step = UpdateStep(CriticLoss(nets, adv.kind, adv.gp_weight),
-                                [(self.optimizers["discriminator"], nets.discriminator.trainable_params())])
-        return UpdateStep(loss, trained), d_step
+            d_step = self.precision.critic_step(CriticLoss(nets, adv.kind, adv.gp_weight),
+                                                [(self.optimizers["discriminator"],
+                                                  nets.discriminator.trainable_params())])
+        return self.precision.update_step(loss, trained), d_step
 
     # ----------------------------------------------------------------- state
     # groups() and resume() are Stage1Trainer's: every network (M too, untrained) and the
     # optimizers of the trained ones
     def save(self):
-        return self.ckpts.save(self.step, self.groups(), {"rng": rng_state(self.rng), "method": METHOD})
+        return self.save_state({"method": METHOD})
 
     # ----------------------------------------------------------------- steps
     def train_step(self, x, target):
@@ -110,12 +118,15 @@ class UnpairedPSPTrainer(Stage1Trainer):
         self.nets.encoder.set_train(True)
         batch = x.shape[0]
         noise = host_noise(self.nets.decoder, batch, self.rng, self.cfg.run.noise)
-        total, terms, x_out = self.g_step(ms.Tensor(x), noise)
+        flags = {}  # fp16: overflow flag and count, loss scale
+        total, terms, x_out = step_outputs(self.g_step, self.g_step(ms.Tensor(x), noise), flags)
         record = {"step": self.step + 1, "loss": total}
         record.update(zip(STAGE2_TERMS, terms))
+        record.update(flags)
         if self.d_step is not None:
             alpha = ms.Tensor(self.rng.uniform(size=(batch, 1, 1, 1)).astype(np.float32))
-            record["d_loss"], record["d_real"] = self.d_step(ms.Tensor(target), ms.mutable((x_out,)), alpha)
+            record["d_loss"], record["d_real"] = step_outputs(
+                self.d_step, self.d_step(ms.Tensor(target), ms.mutable((x_out,)), alpha), record)
         self.step += 1
         return record
 
@@ -133,7 +144,8 @@ class UnpairedPSPTrainer(Stage1Trainer):
         if not hasattr(self, "held_target"):
             self.held_target = held_images(target.source, self.cfg.target.size, self.cfg.target.crop, HELD_IMAGES)
         fields = {f.name: getattr(pipeline, f.name) for f in dataclasses.fields(DataPipeline)}
-        return PairedPipeline(**fields, targets=target_batches(target, self.cfg.target, self.step)), skip
+        target_cfg = worker_data_config(self.cfg.target, self.world, len(target.source))  # this worker's shard
+        return PairedPipeline(**fields, targets=target_batches(target, target_cfg, self.step)), skip
 
     def sample_rows(self, x):
         """Grid rows [x, x' = D(E(x)), target images] for the held photos, E in inference mode

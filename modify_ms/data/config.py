@@ -24,6 +24,9 @@ class DataConfig:
       adversarial loss (MODIFY's y').
     verify: 'header' checks each file's header when the set is opened, 'full' decodes
       every file once (finds truncated files before training starts).
+    batch_size: per device. Under msrun each of N workers reads batches of batch_size from its
+      own shard (the trainers set num_shards / shard_id from the workers), so the global batch
+      is N x batch_size.
     num_shards / shard_id: data-parallel split (group size, rank); shards are disjoint
       and equally long.
     """

@@ -245,29 +245,39 @@ def build_dataset(cfg: DataConfig, start_epoch: int = 0, log: Optional[Callable[
     if source.skipped:
         log(f"{cfg.path}: {source.summary()}; first skipped: "
             + "; ".join(f"{name}: {reason}" for name, reason in source.skipped[:3]))
-    per_shard = len(source) // cfg.num_shards
-    if per_shard == 0 or (cfg.drop_remainder and per_shard < cfg.batch_size):
-        raise DataSourceError(f"{cfg.path}: {len(source)} usable images ({source.summary()}) give "
-                              f"{per_shard} per shard, fewer than batch_size {cfg.batch_size}")
+    check_shards(cfg, len(source), source.summary())
     skips = SkipLog(source, cfg.path, log)
     for index, reason in first_readable(source, cfg.path):
         skips.note(index, reason)
     return make_pipeline(cfg, source, skips, start_epoch)
 
 
+def check_shards(cfg: DataConfig, n: int, summary: str = "") -> None:
+    """Each of ``cfg.num_shards`` shards of ``n`` images must hold a batch; one line otherwise."""
+    per_shard = n // cfg.num_shards
+    if per_shard == 0 or (cfg.drop_remainder and per_shard < cfg.batch_size):
+        workers = f" for each of {cfg.num_shards} workers" if cfg.num_shards > 1 else ""
+        raise DataSourceError(f"{cfg.path}: {n} usable images ({summary or 'after checks'}) give {per_shard}"
+                              f"{workers}, fewer than batch_size {cfg.batch_size}")
+
+
+def batches_per_epoch(cfg: DataConfig, n: int) -> int:
+    """Batches in one epoch of a shard of ``n`` images."""
+    per_shard = n // cfg.num_shards
+    return per_shard // cfg.batch_size if cfg.drop_remainder else -(-per_shard // cfg.batch_size)
+
+
 def make_pipeline(cfg: DataConfig, source: ImageSource, skips: Optional[SkipLog] = None,
                   start_epoch: int = 0) -> DataPipeline:
     """The batched dataset over an opened ``source`` (``build_dataset`` opens and checks it):
     also how a resumed run restarts the same images at a later epoch."""
-    per_shard = len(source) // cfg.num_shards
     sampler = EpochSampler(len(source), cfg.shuffle, cfg.seed, cfg.flip, cfg.num_shards, cfg.shard_id, start_epoch)
     columns = ("image", "real") if cfg.resampled_real else ("image",)
     data = msds.GeneratorDataset(ImageDataset(source, cfg.size, cfg.crop, cfg.resampled_real),
                                  list(columns) + [SKIP_COLUMN], sampler=sampler,
                                  num_parallel_workers=cfg.num_workers, python_multiprocessing=cfg.multiprocessing)
     data = data.batch(cfg.batch_size, drop_remainder=cfg.drop_remainder)
-    batches = per_shard // cfg.batch_size if cfg.drop_remainder else -(-per_shard // cfg.batch_size)
-    return DataPipeline(data, source, columns, batches, list(source.skipped), skips)
+    return DataPipeline(data, source, columns, batches_per_epoch(cfg, len(source)), list(source.skipped), skips)
 
 
 def held_images(source: ImageSource, size: int, crop: str, count: int) -> np.ndarray:
@@ -286,4 +296,5 @@ def held_images(source: ImageSource, size: int, crop: str, count: int) -> np.nda
 
 
 __all__ = ["EpochSampler", "ImageDataset", "DataPipeline", "SkipLog", "build_dataset", "make_pipeline",
+           "batches_per_epoch", "check_shards",
            "prepare_source", "first_readable", "held_images", "encode_key", "decode_key", "InputError", "SKIP_COLUMN"]

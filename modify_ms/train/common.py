@@ -12,7 +12,8 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn
 
-from ..config import save_resolved
+from ..config import ConfigError, save_resolved
+from ..data.dataset import batches_per_epoch, check_shards, make_pipeline
 from ..data.imageio import save_image_atomic
 from ..losses.identity import IdentityLoss
 from ..losses.builders import load_identity_weights, load_lpips_weights
@@ -20,26 +21,52 @@ from ..losses.lpips import LPIPS
 from ..utils.checkpoint import (CheckpointFileError, atomic_write_json, fill_cell, load_groups, named_arrays,
                                 read_arrays, save_arrays)
 from ..utils.images import make_grid
+from .distributed import all_sum, check_world_size, current_world, device_id_for, join_world
 from .checks import (WeightsMissingError, check_weight_files, latest_checkpoint, read_sidecar,  # noqa: F401
                      restore_rng)  # (re-exported: their home is the MindSpore-free checks module)
 
 
-def setup_runtime(run_cfg, out_dir, cache_key="default", make_dir=True):
-    """GRAPH_MODE on the configured device, with MindSpore's compile cache inside the run folder.
+def setup_runtime(run_cfg, out_dir, cache_key="default", make_dir=True, distributed=False):
+    """GRAPH_MODE on the configured device, with MindSpore's compile cache inside the run folder;
+    returns the World (distributed.World) this process belongs to.
 
     MindSpore's cache numbers graphs in compilation order, so a run that compiles its
     graphs in another order must not share a cache: ``cache_key`` names the sequence
-    (stage, mode, starting phase), one sub-folder each. ``make_dir=False``: the caller
-    creates ``out_dir`` itself once its inputs are known to be valid (nothing is written
-    here; MindSpore makes the cache folder at the first compilation)."""
+    (stage, mode, starting phase), one sub-folder each (and one per worker). ``make_dir=False``:
+    the caller creates ``out_dir`` itself once its inputs are known to be valid (nothing is
+    written here; MindSpore makes the cache folder at the first compilation). ``distributed``:
+    a trainer, which joins the msrun workers when msrun started it (distributed.join_world)."""
     if make_dir:
         os.makedirs(out_dir, exist_ok=True)
-    kwargs = dict(mode=ms.GRAPH_MODE if run_cfg.mode == "graph" else ms.PYNATIVE_MODE,
-                  device_target=run_cfg.device)
-    ms.set_context(**kwargs)
+    ms.set_context(mode=ms.GRAPH_MODE if run_cfg.mode == "graph" else ms.PYNATIVE_MODE)
+    select_device(run_cfg.device, device_id_for(run_cfg.device_id))
+    if run_cfg.jit_level:
+        ms.set_context(jit_config={"jit_level": run_cfg.jit_level})
+    if run_cfg.max_device_memory:
+        ms.runtime.set_memory(max_size=run_cfg.max_device_memory)
+    world = join_world() if distributed else current_world()
+    if world.distributed and run_cfg.mode != "graph":
+        raise ConfigError(f"run.mode {run_cfg.mode}: a distributed run needs run.mode graph (collectives run "
+                          f"inside compiled graphs)")
+    if run_cfg.precision != "fp32":  # mixed precision compiles other graphs: never the fp32 ones' cache
+        cache_key = f"{cache_key}-{run_cfg.precision}"
     if run_cfg.compile_cache and run_cfg.mode == "graph":
-        cache = os.path.join(run_cfg.compile_cache_dir or os.path.join(out_dir, ".compile_cache"), cache_key)
+        key = f"{cache_key}-rank{world.rank}" if world.distributed else cache_key
+        cache = os.path.join(run_cfg.compile_cache_dir or os.path.join(out_dir, ".compile_cache"), key)
         ms.set_context(enable_compile_cache=True, compile_cache_path=cache)
+    return world
+
+
+def select_device(target, device_id):
+    """``mindspore.set_device``, once per process: a process whose kernels already ran on the same
+    device (a second trainer, a test) keeps it; another device is one line."""
+    try:
+        ms.set_device(target, device_id)
+    except RuntimeError:  # the runtime started before any set_device call (on MindSpore's default)
+        have = (ms.get_context("device_target"), ms.get_context("device_id"))
+        if have != (target, device_id):
+            raise ConfigError(f"run.device {target}:{device_id}: this process already runs on "
+                              f"{have[0]}:{have[1]} (MindSpore sets the device once per process)") from None
 
 
 def seed_everything(seed):
@@ -186,6 +213,7 @@ class ResumePoint:
         self.path = path
         self.step, self.rng = read_sidecar(path)
         self.arrays, self.meta = read_arrays(path)
+        check_world_size(self.meta.get("world_size", 1), path)
 
 
 def resolve_checkpoint(path):
@@ -242,6 +270,17 @@ def host_record(record):
     return {k: float(v.asnumpy()) if isinstance(v, ms.Tensor) else v for k, v in record.items()}
 
 
+def worker_means(records):
+    """Under msrun, each record's losses averaged over the workers (each worker's are the mean over
+    its shard of the step's batch, so their mean is the global batch's): one small AllReduce per
+    log interval, every worker at the same steps. The records themselves in a single process."""
+    if not records or not current_world().distributed:
+        return records
+    keys = [k for k, v in records[0].items() if isinstance(v, float) and k not in ("step", "phase")]
+    table = all_sum(np.array([[r[k] for k in keys] for r in records], np.float32)) / current_world().size
+    return [dict(r, **{k: float(v) for k, v in zip(keys, row)}) for r, row in zip(records, table)]
+
+
 class PendingRecords:
     """Step records whose losses are still device tensors, copied to the host together at log
     intervals. Each line's ``sec`` is the interval's mean wall time per step: steps run
@@ -259,7 +298,7 @@ class PendingRecords:
         (host values), None when nothing was pending."""
         if not self.records:
             return None
-        host = [host_record(r) for r in self.records]  # the first copy waits for the device
+        host = worker_means([host_record(r) for r in self.records])  # the first copy waits for the device
         sec = round((time.perf_counter() - self.t0) / len(host), 4)
         for record in host:
             record["sec"] = sec
@@ -284,11 +323,44 @@ def host_noise(decoder, batch, rng, mode):
     return decoder.random_noise(batch, rng)
 
 
-def progress(total, initial, desc):
+def sample_noise(decoder, rngs, mode):
+    """Per-layer generator noise [B, 1, H, W], each sample's maps drawn from its own generator
+    (distributed.sample_rngs), or the fixed buffers (``mode='const'``)."""
+    if mode == "const":
+        return host_noise(decoder, len(rngs), None, mode)
+    shapes = [shape[1:] for shape in decoder.noise_shapes(1)]
+    maps = [[rng.standard_normal(shape, dtype=np.float32) for shape in shapes] for rng in rngs]
+    return ms.mutable(tuple(ms.Tensor(np.stack([m[layer] for m in maps])) for layer in range(len(shapes))))
+
+
+def progress(total, initial, desc, enabled=True):
+    """A progress bar on stderr (none on a terminal-less stderr, or where ``enabled`` is false:
+    the other workers of a distributed run)."""
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, file=sys.stderr,
-                disable=None, smoothing=0.1)
+                disable=None if enabled else True, smoothing=0.1)
+
+
+def worker_data_config(data_cfg, world, n):
+    """``data_cfg`` for this worker's shard of ``n`` images (the whole set in a single process);
+    one line when a shard would not fill a batch."""
+    if not world.distributed:
+        return data_cfg
+    data_cfg = dataclasses.replace(data_cfg, num_shards=world.size, shard_id=world.rank)
+    check_shards(data_cfg, n)
+    return data_cfg
+
+
+def worker_pipeline(pipeline, data_cfg, world, step):
+    """``pipeline`` (opened on ``data_cfg``) as this worker's shard, at the epoch of global step
+    ``step`` (resuming in a later epoch: the same images in that epoch's order), and the batches
+    of that epoch already trained. A single process's shard is the whole set."""
+    data_cfg = worker_data_config(data_cfg, world, len(pipeline.source))
+    per_epoch = batches_per_epoch(data_cfg, len(pipeline.source))
+    if step >= per_epoch or world.distributed:
+        pipeline = make_pipeline(data_cfg, pipeline.source, pipeline.skips, step // per_epoch)
+    return pipeline, step % per_epoch
 
 
 def epoch_batches(pipeline, steps):

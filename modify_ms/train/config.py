@@ -221,6 +221,14 @@ class AdversarialConfig:
             raise ValueError(f"adversarial.gp_weight must be >= 0, got {self.gp_weight}")
 
 
+def precision_error(precision, device):
+    """Why ``precision`` cannot run on ``device`` (one line), or "" (train.precision, docs/precision.md)."""
+    if precision == "bf16" and device == "CPU":
+        return ("run.precision bf16 needs run.device GPU or Ascend: MindSpore 2.10 has no bfloat16 CPU "
+                "kernels (use fp16 or fp32 on the CPU)")
+    return ""
+
+
 @dataclass(frozen=True)
 class RunConfig:
     out_dir: str = "runs/modify"
@@ -259,6 +267,8 @@ class RunConfig:
                              f"{self.loss_scale}, {self.loss_scale_window}")
         if self.max_device_memory and not re.fullmatch(r"\d+(\.\d+)?GB", self.max_device_memory):
             raise ValueError(f"run.max_device_memory must look like '22GB', got {self.max_device_memory!r}")
+        if precision_error(self.precision, self.device):
+            raise ValueError(precision_error(self.precision, self.device))
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,26 @@ import os
 import numpy as np
 import mindspore as ms
 
-from ..data.dataset import build_dataset, held_images, make_pipeline
+from ..data.dataset import build_dataset, held_images
 from ..eval.specificity import specificity
 from ..models.modify import ModifyNets, Stylizer
+from ..nn.norm import sync_batch_norms
 from ..utils.checkpoint import load_groups
 from .checks import check_resume_point, check_run_dir, check_weight_files
 from .common import (LOSS_NETS_FILE, LossNets, MetricsLog, PendingRecords, ResumePoint, RunCheckpoints, host_noise,
-                     load_loss_nets, load_pretrained, optimizer_groups, progress, rng_state, save_grid,
-                     save_loss_nets, seed_everything, setup_runtime, write_resolved_config)
+                     load_loss_nets, load_pretrained, optimizer_groups, progress, rng_state, sample_noise,
+                     save_grid, save_loss_nets, seed_everything, setup_runtime, worker_pipeline,
+                     write_resolved_config)
+from .distributed import barrier, sample_rngs, stack_draws, worker_rng
+from .memory import apply_recompute
 from .optim import build_optimizer
-from .steps import STAGE1_TERMS, CriticLoss, Stage1Loss, UpdateStep
+from .precision import Precision, step_outputs
+from .steps import STAGE1_TERMS, CriticLoss, Stage1Loss
 
 HELD_IMAGES = 8  # the sample grid's columns: fixed images spread over the data set
+# per-sample host streams of a step (distributed.sample_rngs): the draws of one sample never
+# depend on the batch size or the number of workers
+NOISE_R, Z, NOISE_Z, ALPHA = range(4)
 TRAINED = {"encoder": "encoder", "decoder": "decoder", "remap": "remap_net"}
 
 
@@ -39,7 +47,10 @@ class Stage1Trainer:
     """Owns the networks, optimizers and step cells; ``run()`` trains to the end of the schedule.
 
     A trainer built on this loop (baselines_ms' unpaired pSp) names its progress bar and the
-    losses it shows with ``progress_label`` and ``progress_keys``."""
+    losses it shows with ``progress_label`` and ``progress_keys``.
+
+    Under msrun (train.distributed) every worker runs this loop on its data shard; rank 0
+    alone writes metrics, samples and checkpoints (``self.world.main``)."""
 
     progress_label = "stage 1"
     progress_keys = ("loss", "l2", "lpips", "id", "swap")
@@ -47,12 +58,14 @@ class Stage1Trainer:
     def __init__(self, cfg, run_dir, log=print, start_step=0, pipeline=None):
         self.cfg, self.run_dir, self.log = cfg, run_dir, log
         self.pipeline = pipeline  # None: run() builds it
-        setup_runtime(cfg.run, run_dir, cache_key=f"stage1-phase{phase_at(cfg.phases, start_step)[0]}",
-                      make_dir=False)
+        self.world = setup_runtime(cfg.run, run_dir, make_dir=False, distributed=True,
+                                   cache_key=f"stage1-phase{phase_at(cfg.phases, start_step)[0]}")
         seed_everything(cfg.run.seed)  # before any network is built: the initial weights follow run.seed
         self.nets = ModifyNets(cfg.model)
         self.loss_nets = LossNets(cfg.model.loss_nets, cfg.model.loss_size)
         load_pretrained(self.nets, self.loss_nets, cfg.weights, log)
+        self.distribute_cells(self.nets.encoder)
+        apply_recompute(self.nets, cfg.run.recompute)  # train.memory: G/Dis blocks recomputed in the backward pass
         # E trains in training mode (batch statistics, running statistics updated), as pSp's and the
         # authors' coach (net.train()); MindSpore cells start in inference mode. Only E: the decoder,
         # M and Dis have no BatchNorm, and ArcFace/LPIPS are frozen (their BatchNorm never uses batch
@@ -61,19 +74,37 @@ class Stage1Trainer:
         self.sample_render = Stylizer(self.nets, self.nets.encoder)  # grid rows y_r and y_z (every phase)
         self.optimizers = {name: build_optimizer(getattr(self.nets, attr), cfg.optim) for name, attr in TRAINED.items()}
         self.optimizers["discriminator"] = build_optimizer(self.nets.discriminator, cfg.optim)
+        self.precision = Precision(cfg.run)  # fp16/bf16 step cells and the fp16 loss scales
         self.step_cells = {}
-        self.rng = np.random.default_rng(cfg.run.seed)
+        self.rng = worker_rng(cfg.run.seed, self.world)  # draws that are not per sample (subclasses)
         self.step = 0
         self.ckpts = RunCheckpoints(run_dir, cfg.run.keep_checkpoints)
+
+    def distribute_cells(self, *cells):
+        """Under msrun with run.sync_batch_norm: the BatchNorms of ``cells`` take global-batch statistics."""
+        if self.world.distributed and self.cfg.run.sync_batch_norm:
+            for cell in cells:
+                sync_batch_norms(cell, self.world.size)
 
     # ----------------------------------------------------------------- state
     def groups(self):
         groups = self.nets.groups()
         groups.update(optimizer_groups(self.optimizers))
+        groups.update(self.precision.groups())
         return groups
 
     def save(self):
-        return self.ckpts.save(self.step, self.groups(), {"rng": rng_state(self.rng), "stage": 1})
+        return self.save_state({"stage": 1})
+
+    def save_state(self, state):
+        """Rank 0 writes the checkpoint (with the host RNG and the number of workers); every worker
+        waits for it. Returns the path (None on the other workers)."""
+        path = None
+        if self.world.main:
+            path = self.ckpts.save(self.step, self.groups(),
+                                   dict(state, rng=rng_state(self.rng), world_size=self.world.size))
+        barrier()
+        return path
 
     def resume(self, point):
         """Continue from a ResumePoint (or a checkpoint path): networks, optimizers, step, host RNG."""
@@ -90,11 +121,12 @@ class Stage1Trainer:
             adv = self.cfg.adversarial
             loss = Stage1Loss(self.nets, self.loss_nets.lpips, self.loss_nets.identity, phase.weights, adv.kind)
             trained = [(self.optimizers[n], getattr(self.nets, TRAINED[n]).trainable_params()) for n in phase.train]
-            g_step = UpdateStep(loss, trained)
+            g_step = self.precision.update_step(loss, trained)
             d_step = None
             if phase.weights.adv_r > 0 or phase.weights.adv_z > 0:
-                d_step = UpdateStep(CriticLoss(self.nets, adv.kind, adv.gp_weight),
-                                    [(self.optimizers["discriminator"], self.nets.discriminator.trainable_params())])
+                d_step = self.precision.critic_step(CriticLoss(self.nets, adv.kind, adv.gp_weight),
+                                                    [(self.optimizers["discriminator"],
+                                                      self.nets.discriminator.trainable_params())])
             self.step_cells[index] = (g_step, d_step)
         return self.step_cells[index]
 
@@ -106,21 +138,28 @@ class Stage1Trainer:
         phase = self.cfg.phases[index]
         g_step, d_step = self.phase_cells(index)
         self.nets.encoder.set_train(True)  # a flag only: each compiled graph keeps the mode it was built in
-        batch = y.shape[0]
-        noise_r = host_noise(self.nets.decoder, batch, self.rng, self.cfg.run.noise)
+        batch, mode, z_dim = y.shape[0], self.cfg.run.noise, self.nets.remap_net.z_dim
+
+        def rngs(stream):
+            return sample_rngs(self.cfg.run.seed, stream, self.step, batch, self.world)
+
+        noise_r = sample_noise(self.nets.decoder, rngs(NOISE_R), mode)
         if g_step.loss_cell.need_y_z:
-            z = ms.Tensor(self.rng.standard_normal((batch, self.nets.remap_net.z_dim), dtype=np.float32))
-            noise_z = host_noise(self.nets.decoder, batch, self.rng, self.cfg.run.noise)
+            z = ms.Tensor(stack_draws(rngs(Z), lambda rng: rng.standard_normal(z_dim, dtype=np.float32)))
+            noise_z = sample_noise(self.nets.decoder, rngs(NOISE_Z), mode)
         else:  # the phase never renders y_z: nothing is drawn for it (the graph ignores these inputs)
             z, noise_z = self.unused_z(batch), noise_r
-        total, terms, y_r, y_z = g_step(ms.Tensor(y), z, noise_r, noise_z)  # y_r, y_z: batch statistics
-        record = {"step": self.step + 1, "phase": index, "loss": total}
+        flags = {}  # fp16: overflow flag and count, loss scale
+        total, terms, y_r, y_z = step_outputs(g_step, g_step(ms.Tensor(y), z, noise_r, noise_z), flags)
+        record = {"step": self.step + 1, "phase": index, "loss": total}  # y_r, y_z: batch statistics
         record.update(zip(STAGE1_TERMS, terms))
+        record.update(flags)
         if d_step is not None:
             fakes = ms.mutable(tuple(f for f, w in ((y_r, phase.weights.adv_r), (y_z, phase.weights.adv_z))
                                      if w > 0))  # mutable: a constant tuple would recompile every step
-            alpha = ms.Tensor(self.rng.uniform(size=(batch, 1, 1, 1)).astype(np.float32))
-            record["d_loss"], record["d_real"] = d_step(ms.Tensor(y_real), fakes, alpha)
+            alpha = stack_draws(rngs(ALPHA), lambda rng: rng.uniform(size=(1, 1, 1))).astype(np.float32)
+            record["d_loss"], record["d_real"] = step_outputs(d_step, d_step(ms.Tensor(y_real), fakes,
+                                                                              ms.Tensor(alpha)), record)
         self.step += 1
         return record
 
@@ -166,7 +205,11 @@ class Stage1Trainer:
     def sample(self, metrics, bar):
         """The held images' grid (rows y | y_r | y_z) and their reconstruction specificity
         (eval.specificity: 1 = the mean image, 0 = perfect), logged and in metrics.jsonl."""
+        # every worker renders, rank 0 writes: MindSpore's CPU collectives give up on a worker that
+        # waits about 30 s, so the workers must not wait while rank 0 alone compiles and renders
         rows = self.sample_rows(self.held)
+        if not self.world.main:
+            return
         path = os.path.join(self.run_dir, "samples", f"step_{self.step:08d}.png")
         save_grid(path, rows)
         spec = specificity(rows[0], rows[1]) if len(self.held) > 1 else float("nan")
@@ -175,22 +218,27 @@ class Stage1Trainer:
                   f"(1 = the mean image, 0 = perfect); {path}")
 
     def epoch_pipeline(self):
-        """(pipeline starting at the current step's epoch, batches of that epoch already trained)."""
-        pipeline = self.pipeline or build_dataset(self.cfg.data, log=self.log)
-        per_epoch = pipeline.batches_per_epoch
-        if self.step >= per_epoch:  # resuming in a later epoch: the same images, that epoch's order
-            pipeline = make_pipeline(self.cfg.data, pipeline.source, pipeline.skips, self.step // per_epoch)
-        return pipeline, self.step % per_epoch
+        """(pipeline starting at the current step's epoch, batches of that epoch already trained);
+        under msrun, this worker's shard."""
+        return self.shard_pipeline(self.pipeline or build_dataset(self.cfg.data, log=self.log), self.cfg.data)
+
+    def shard_pipeline(self, pipeline, data_cfg):
+        """``pipeline`` (opened on ``data_cfg``) as this worker's shard at the current step's epoch,
+        and the batches of that epoch already trained (common.worker_pipeline)."""
+        return worker_pipeline(pipeline, data_cfg, self.world, self.step)
 
     def run(self, max_steps=None):
         cfg = self.cfg
         total = cfg.total_steps if max_steps is None else min(cfg.total_steps, max_steps)
         pipeline, skip = self.epoch_pipeline()
         per_epoch = pipeline.batches_per_epoch
+        main = self.world.main
         self.held = held_images(pipeline.source, cfg.data.size, cfg.data.crop, HELD_IMAGES)
-        metrics = MetricsLog(self.run_dir, resume_step=self.step)
-        os.makedirs(os.path.join(self.run_dir, "samples"), exist_ok=True)
-        bar = progress(total, self.step, self.progress_label)
+        metrics = None
+        if main:
+            metrics = MetricsLog(self.run_dir, resume_step=self.step)
+            os.makedirs(os.path.join(self.run_dir, "samples"), exist_ok=True)
+        bar = progress(total, self.step, self.progress_label, enabled=main)
         epochs = -(-(total - self.step + skip) // per_epoch)
         iterator = pipeline.dataset.create_tuple_iterator(output_numpy=True, num_epochs=epochs)
         pending = PendingRecords()
@@ -207,7 +255,9 @@ class Stage1Trainer:
         finally:
             pending.flush(metrics)
             bar.close()
-            metrics.close()
+            if metrics is not None:
+                metrics.close()
+        barrier()  # no worker leaves while another still needs it
         if pipeline.skips is not None and pipeline.skips.summary():
             self.log(pipeline.skips.summary())
         return self.step
@@ -233,12 +283,15 @@ def start_run(trainer, cfg, run_dir, point, max_steps):
     are built: only now does anything appear on disk."""
     if point is not None:
         trainer.resume(point)
-    os.makedirs(run_dir, exist_ok=True)
-    write_resolved_config(cfg, run_dir)
-    # stage 2 must use exactly these loss networks (partly random when no LPIPS/ArcFace file is given)
+    barrier()  # under msrun: every worker has checked its inputs before the run folder appears
+    if trainer.world.main:
+        os.makedirs(run_dir, exist_ok=True)
+        write_resolved_config(cfg, run_dir)
+    # stage 2 must use exactly these loss networks (partly random when no LPIPS/ArcFace file is given;
+    # the same on every worker: seeded alike)
     if point is not None and os.path.isfile(os.path.join(run_dir, LOSS_NETS_FILE)):
         load_loss_nets(trainer.loss_nets, run_dir)
-    else:
+    elif trainer.world.main:
         save_loss_nets(trainer.loss_nets, run_dir)
     trainer.run(max_steps)
     return trainer

@@ -16,6 +16,7 @@ import zlib
 
 import numpy as np
 import mindspore as ms
+from mindspore import ops
 
 from ..config import ConfigError, load_config
 from ..models.layout import check_stddev_batch
@@ -23,9 +24,13 @@ from ..models.modify import ModifyNets, Stylizer, build_encoder
 from ..utils.checkpoint import CheckpointFileError
 from .common import (LossNets, PendingRecords, host_noise, load_checkpoint_into, load_loss_nets,
                      resolve_checkpoint, restore_rng, rng_state, seed_everything, setup_runtime)
+from ..nn.norm import sync_batch_norms
 from .config import Stage1Config
+from .distributed import barrier, check_world_size, launched_as_worker, worker_rng
+from .memory import apply_recompute
 from .optim import build_optimizer
-from .steps import STAGE2_TERMS, CriticLoss, ReconstructionObjective, ReconstructionTerms, Stage2Loss, UpdateStep
+from .precision import Precision, step_outputs
+from .steps import STAGE2_TERMS, CriticLoss, ReconstructionObjective, ReconstructionTerms, Stage2Loss
 
 
 def load_stage1(stage1_path):
@@ -61,7 +66,10 @@ class Stage2Model:
     def __init__(self, cfg, run_dir, log=print):
         self.cfg, self.log = cfg, log
         self.stage1_cfg, self.stage1_ckpt = load_stage1(cfg.stage1)
-        setup_runtime(cfg.run, run_dir, cache_key=f"stage2-{cfg.mode}")
+        if launched_as_worker() and cfg.mode != "offline":
+            raise ConfigError(f"mode {cfg.mode}: only offline stage 2 trains data-parallel under msrun "
+                              f"(test-time and online adaptation run in one process)")
+        self.world = setup_runtime(cfg.run, run_dir, cache_key=f"stage2-{cfg.mode}", distributed=cfg.mode == "offline")
         seed_everything(cfg.run.seed)
         s1 = self.stage1_cfg
         self.nets = ModifyNets(s1.model)
@@ -75,31 +83,35 @@ class Stage2Model:
         # inference mode while they run (_inference).
         self.student.set_train(True)
         self.nets.set_train(False)
+        if self.world.distributed and cfg.run.sync_batch_norm:
+            sync_batch_norms(self.student, self.world.size)
+        apply_recompute(self.nets, cfg.run.recompute)  # train.memory: G/Dis blocks recomputed in the backward pass
         # exactly the loss networks stage 1 trained with (saved in its run); E, D, M, Dis from its checkpoint
         load_loss_nets(self.loss_nets, os.path.dirname(os.path.dirname(os.path.abspath(self.stage1_ckpt))))
         load_checkpoint_into(self.stage1_ckpt, self.nets.groups(), partial=True)
         self.student_opt = build_optimizer(self.student, cfg.optim)
         self.disc_opt = build_optimizer(self.nets.discriminator, cfg.optim)
         adv = cfg.adversarial
-        self.g_step = UpdateStep(Stage2Loss(self.nets, self.student, self.loss_nets.lpips, self.loss_nets.identity,
-                                            cfg.weights, adv.kind),
-                                 [(self.student_opt, self.student.trainable_params())])
-        self.d_step = UpdateStep(CriticLoss(self.nets, adv.kind, adv.gp_weight),
-                                 [(self.disc_opt, self.nets.discriminator.trainable_params())]) \
+        self.precision = Precision(cfg.run)  # fp16/bf16 step cells and the fp16 loss scales
+        self.g_step = self.precision.update_step(
+            Stage2Loss(self.nets, self.student, self.loss_nets.lpips, self.loss_nets.identity, cfg.weights, adv.kind),
+            [(self.student_opt, self.student.trainable_params())])
+        self.d_step = self.precision.critic_step(CriticLoss(self.nets, adv.kind, adv.gp_weight),
+                                                 [(self.disc_opt, self.nets.discriminator.trainable_params())]) \
             if cfg.weights.adv > 0 else None
         self.teacher_render = Stylizer(self.nets, self.nets.encoder)  # D(E(x)): the discriminator's "real"
         self.student_render = Stylizer(self.nets, self.student)        # D(E'(x)), or D({w_l, M(z)}) with z
         w = cfg.weights
         self.measure = ReconstructionObjective(ReconstructionTerms(self.loss_nets.lpips, self.loss_nets.identity,
                                                                    w.l2, w.lpips, w.id))
-        self.rng = np.random.default_rng(cfg.run.seed)
+        self.rng = worker_rng(cfg.run.seed, self.world)
         self._initial = self._snapshot()
         self.updates = 0
 
     def groups(self):
         """What a stage-2 checkpoint holds (the frozen networks come from the stage-1 checkpoint)."""
         return {"student": self.student, "discriminator": self.nets.discriminator,
-                "optim.student": self.student_opt, "optim.discriminator": self.disc_opt}
+                "optim.student": self.student_opt, "optim.discriminator": self.disc_opt, **self.precision.groups()}
 
     # ----------------------------------------------------------------- reset (test-time)
     def _snapshot(self):
@@ -117,8 +129,10 @@ class Stage2Model:
         """Back to the stage-1 weights with fresh Adam states; reseed the host RNG from ``seed_key``."""
         for cell in self.groups().values():
             for p in cell.get_parameters():
-                # in place: a compiled update holding the old storage (step counters) must see the reset
-                p.assign_value(ms.Tensor(self._initial[id(p)], dtype=p.dtype))
+                # in place: a compiled update holding the old storage (step counters) must see the reset;
+                # by a kernel (ops.assign): under fp16 the optimizer states live in the update's overflow
+                # branch, which assign_value does not reach (train.precision)
+                ops.assign(p, ms.Tensor(self._initial[id(p)], dtype=p.dtype))
         if seed_key is not None:
             self.rng = np.random.default_rng([self.cfg.run.seed, seed_key])
         self.updates = 0
@@ -141,13 +155,15 @@ class Stage2Model:
         self.student.set_train(True)  # a flag only: each compiled graph keeps the mode it was built in
         x = ms.Tensor(x)
         batch = x.shape[0]
-        total, terms, x_out = self.g_step(x, self.noise(batch))
+        flags = {}  # fp16: overflow flag and count, loss scale
+        total, terms, x_out = step_outputs(self.g_step, self.g_step(x, self.noise(batch)), flags)
         record = {"loss": total}
         record.update(zip(STAGE2_TERMS, terms))
+        record.update(flags)
         if self.d_step is not None:
             real = self.teacher_render(x, self.noise(batch))
             alpha = ms.Tensor(self.rng.uniform(size=(batch, 1, 1, 1)).astype(np.float32))
-            record["d_loss"], _ = self.d_step(real, ms.mutable((x_out,)), alpha)
+            record["d_loss"], _ = step_outputs(self.d_step, self.d_step(real, ms.mutable((x_out,)), alpha), record)
         self.updates += 1
         return record
 
@@ -172,10 +188,17 @@ class Stage2Model:
         return float(self.measure(ms.Tensor(x), ms.Tensor(self.stylize(x))).asnumpy())
 
     def save(self, ckpts, step, extra):
-        return ckpts.save(step, self.groups(), dict(extra, rng=rng_state(self.rng), stage=2))
+        """Rank 0 writes the checkpoint; under msrun every worker waits for it."""
+        path = None
+        if self.world.main:
+            path = ckpts.save(step, self.groups(), dict(extra, rng=rng_state(self.rng), stage=2,
+                                                        world_size=self.world.size))
+        barrier()
+        return path
 
     def resume(self, path):
         meta = load_checkpoint_into(path, self.groups())
+        check_world_size(meta.get("world_size", 1), path)
         self.rng = restore_rng(meta["rng"])
         return meta
 

@@ -10,6 +10,7 @@ from mindspore import nn, ops
 
 from ..losses.adversarial import LipschitzPenalty, discriminator_adv_loss, generator_adv_loss
 from ..models.modify import style_part
+from .distributed import current_world
 
 STAGE1_TERMS = ("l2", "lpips", "id", "adv_r", "adv_z", "swap", "w_norm")
 STAGE2_TERMS = ("l2", "lpips", "id", "adv", "w_norm")
@@ -129,21 +130,42 @@ class CriticLoss(nn.Cell):
 
 class UpdateStep(nn.Cell):
     """value_and_grad of a loss cell whose first output is the objective, then one optimizer update
-    per network. ``optimizers``: (optimizer, parameters) pairs; gradients are split in that order."""
+    per network. ``optimizers``: (optimizer, parameters) pairs; gradients are split in that order.
+    Under msrun the gradients are first averaged over the workers (train.distributed).
 
-    def __init__(self, loss_cell, optimizers):
+    ``scaler`` (fp16, train.precision.DynamicLossScale): the objective is differentiated times the
+    loss scale, the gradients unscaled, and the optimizers run only when they are all finite; the
+    step then returns (the loss cell's outputs, (overflow flag, overflow count, next scale))."""
+
+    def __init__(self, loss_cell, optimizers, scaler=None):
         super().__init__(auto_prefix=False)
         self.loss_cell = loss_cell
+        self.scaler = scaler
         self.optimizers = nn.CellList([opt for opt, _ in optimizers])
         self.sizes = tuple(len(params) for _, params in optimizers)
         params = [p for _, ps in optimizers for p in ps]
         self.params = ms.ParameterTuple(params)
-        self.grad_fn = ms.value_and_grad(loss_cell, None, self.params, has_aux=True)
+        objective = loss_cell if scaler is None else scaler.objective(loss_cell)
+        self.grad_fn = ms.value_and_grad(objective, None, self.params, has_aux=True)
+        world = current_world()
+        self.grad_reducer = nn.DistributedGradReducer(self.params, mean=True, degree=world.size) \
+            if world.distributed else None
 
     def construct(self, *inputs):
         outputs, grads = self.grad_fn(*inputs)
+        if self.grad_reducer is not None:
+            grads = self.grad_reducer(grads)
+        if self.scaler is None:
+            self.run_optimizers(grads)
+            return outputs
+        grads = self.scaler.unscale(grads)
+        finite = self.scaler.finite(grads)  # after the reduction: every worker decides alike
+        if finite:  # an overflow skips the update: weights, moments and step counters stay
+            self.run_optimizers(grads)
+        return outputs[1:], self.scaler.adjust(finite)  # outputs[0]: the scaled objective
+
+    def run_optimizers(self, grads):
         start = 0
         for i, opt in enumerate(self.optimizers):
             opt(grads[start:start + self.sizes[i]])
             start += self.sizes[i]
-        return outputs
