@@ -1,6 +1,7 @@
 """Stage-1 throughput of one process against N msrun workers on the same global batch (prints, asserts nothing).
 
     python tools/bench_distributed.py [--workers 2] [--batch 4] [--steps 30] [--warmup 10] [--config yaml/quickstart.yaml]
+                                      [--set key=value ...]
 
 Runs ``tools/train_modify.py`` twice on ``--config`` (the quickstart by default): one process at
 batch ``--batch``, then ``msrun --worker_num=N`` at batch ``--batch / N`` per worker (the same
@@ -29,9 +30,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def train(prefix, config, run_dir, batch, steps, log_dir):
-    """Run stage 1 for ``steps`` steps; (wall seconds, images/s after warm-up is read later)."""
-    sets = [f"run.out_dir={run_dir}", f"data.batch_size={batch}", "run.log_every=1", f"run.sample_every={10 ** 6}",
+def train(prefix, config, run_dir, batch, steps, log_dir, extra=()):
+    """Run stage 1 for ``steps`` steps; returns the wall seconds (images/s are read from metrics.jsonl)."""
+    sets = list(extra) + [f"run.out_dir={run_dir}", f"data.batch_size={batch}", "run.log_every=1", f"run.sample_every={10 ** 6}",
             f"run.ckpt_every={10 ** 6}", "run.compile_cache=false"]
     cmd = prefix + [repo_path("tools", "train_modify.py"), "--config", config, "--max-steps", str(steps)]
     cmd += [a for s in sets for a in ("--set", s)]
@@ -55,22 +56,23 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=10, help="first steps left out of the rate")
     parser.add_argument("--config", default=repo_path("yaml", "quickstart.yaml"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides for both runs")
     args = parser.parse_args(argv)
     if args.batch % args.workers or args.steps <= args.warmup:
         parser.error("--batch must be divisible by --workers and --steps larger than --warmup")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         single = os.path.join(tmp, "single")
-        wall = train([sys.executable], args.config, single, args.batch, args.steps, tmp)
+        wall = train([sys.executable], args.config, single, args.batch, args.steps, tmp, args.set)
         rows.append(("1 process", args.batch, wall, *images_per_second(single, args.batch, args.warmup)))
         multi = os.path.join(tmp, "msrun")
         prefix = ["msrun", f"--worker_num={args.workers}", f"--local_worker_num={args.workers}",
                   f"--master_port={free_port()}", f"--log_dir={os.path.join(tmp, 'msrun_logs')}", "--join=True"]
-        wall = train(prefix, args.config, multi, args.batch // args.workers, args.steps, tmp)
+        wall = train(prefix, args.config, multi, args.batch // args.workers, args.steps, tmp, args.set)
         rows.append((f"{args.workers} msrun workers", args.batch // args.workers, wall,
                      *images_per_second(multi, args.batch, args.warmup)))
-    print(f"stage 1, {os.path.relpath(args.config, repo_path())}, global batch {args.batch}, {args.steps} steps "
-          f"(rate over the last {args.steps - args.warmup}), {os.cpu_count()} CPUs")
+    print(f"stage 1, {os.path.relpath(args.config, repo_path())} {' '.join(args.set)}, global batch {args.batch}, "
+          f"{args.steps} steps (rate over the last {args.steps - args.warmup}), {os.cpu_count()} CPUs")
     print(f"{'run':<18} {'batch/worker':>12} {'wall s':>8} {'images/s':>9} {'vs 1 process':>13}")
     for name, batch, wall, rate, _n in rows:
         print(f"{name:<18} {batch:>12} {wall:>8.1f} {rate:>9.2f} {rate / rows[0][3]:>12.2f}x")
