@@ -263,3 +263,29 @@ def test_sync_batch_norms_keeps_every_parameter_name():
     assert not any(isinstance(c, nn.BatchNorm2d) for _, c in body.cells_and_names())
     assert sum(isinstance(c, CrossDeviceBatchNorm) for _, c in body.cells_and_names()) == count
     assert [(name, p.name) for name, p in body.parameters_and_names()] == before
+
+
+@pytest.mark.parametrize("override, message", [
+    ("run.device_id=-2", "run.device_id must be in"),
+    ("run.max_device_memory=22G", "run.max_device_memory must look like '22GB'"),
+    ("run.loss_scale=0.5", "run.loss_scale must be >= 1"),
+    ("run.jit_level=O3", "jit_level"),
+])
+def test_device_settings_are_checked_in_one_line(override, message, tmp_path):
+    from modify_ms.config import ConfigError, load_config
+    from modify_ms.train.config import Stage1Config
+
+    with pytest.raises((ConfigError, ValueError), match=message):
+        load_config(os.path.join(REPO, "yaml", "quickstart.yaml"), Stage1Config, [override])
+
+
+def test_a_process_keeps_its_device():
+    """The runtime of this test process already runs on CPU 0: asking for it again is fine, another
+    device id is one line (MindSpore sets the device once per process)."""
+    from modify_ms.config import ConfigError
+    from modify_ms.train.common import select_device
+
+    (ms.Tensor(np.ones(2, np.float32)) + 1).asnumpy()
+    select_device("CPU", 0)
+    with pytest.raises(ConfigError, match="run.device CPU:1: this process already runs on CPU:0"):
+        select_device("CPU", 1)
