@@ -25,6 +25,7 @@ single process. What each piece does under N workers:
 On the CPU, MindSpore runs collectives only inside compiled graphs: the barrier is a
 compiled AllReduce, and a distributed run requires ``run.mode: graph``.
 """
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -122,7 +123,19 @@ def stack_draws(rngs, draw):
     return np.stack([draw(rng) for rng in rngs])
 
 
-_ALL_SUM = None
+@functools.lru_cache(maxsize=None)
+def _compiled_all_sum():
+    """An AllReduce (sum) compiled once: on the CPU, MindSpore runs collectives only inside graphs."""
+    import mindspore as ms
+    from mindspore import ops
+
+    all_reduce = ops.AllReduce()
+
+    @ms.jit
+    def summed(x):
+        return all_reduce(x)
+
+    return summed
 
 
 def all_sum(values):
@@ -130,21 +143,9 @@ def all_sum(values):
     values = np.asarray(values, np.float32)
     if not _WORLD.distributed:
         return values
-    global _ALL_SUM
-    if _ALL_SUM is None:
-        import mindspore as ms
-        from mindspore import ops
+    import mindspore as ms  # (not at import: modify_ms.cli imports this module before MindSpore)
 
-        all_reduce = ops.AllReduce()
-
-        @ms.jit
-        def _sum(x):
-            return all_reduce(x)
-
-        _ALL_SUM = _sum
-    import mindspore as ms
-
-    return _ALL_SUM(ms.Tensor(values)).asnumpy()
+    return _compiled_all_sum()(ms.Tensor(values)).asnumpy()
 
 
 def barrier():
