@@ -13,7 +13,6 @@ positions r, r + 2 of a step, the same pairs that one process's groups of 2 over
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -23,6 +22,7 @@ import pytest
 from mindspore import nn
 
 from test_modify_train import REPO, TINY
+from modify_ms.commands.bench_distributed import free_port
 from tiny_run import overrides, run_tool
 
 STEPS = 3
@@ -44,12 +44,6 @@ LOSS_RTOL, LOSS_ATOL = 1e-4, 1e-6
 # measured is 1e-3 (Adam's second moment of a noise strength). Without the gradient averaging Adam's
 # moments, which are running gradient means, differ by their own size.
 ARRAY_TOL = 3e-3
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def msrun(args, log_dir):
