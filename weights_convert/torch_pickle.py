@@ -25,6 +25,16 @@ Public API
     Any problem raises :class:`~weights_convert.errors.CheckpointError` whose
     ``str()`` is one line ``"PATH: problem"``.
 
+``load_torchscript_tensors(path, *, progress=False, max_bytes=None) -> dict[str, np.ndarray]``
+    Read the tensors of a TorchScript archive (``torch.jit.save``; e.g. CLIP's
+    ``ViT-B-32.pt``) WITHOUT running its code: ``<prefix>/data.pkl`` pickles the
+    module tree as objects of ``__torch__.*`` classes, which come back as inert
+    records; ``code/``, ``constants.pkl`` and the debug pickles are never read.
+    Returns ``{"a.b.c": array}`` for every tensor attribute of every module in the
+    tree (its parameters and buffers, i.e. ``state_dict()``, plus plain tensor
+    attributes such as CLIP's ``attn_mask``, which importers consume explicitly).
+    ``is_torchscript(path)`` tells such an archive from a ``torch.save`` file.
+
 ``flatten_state_dict(obj, prefix='') -> dict[str, np.ndarray]``
     Flatten nested dicts/lists of arrays into ``{"a.b.0.c": array}``; other
     leaves (numbers, strings, Namespaces) are skipped.
@@ -64,7 +74,7 @@ import numpy as np
 from .errors import CheckpointError
 from .limits import ByteBudget
 from .safe_unpickle import (BoundedReader, Fresh, InertObject, Marker, Namespace, SafeUnpickler, check_structure,
-                            generic_globals, short_repr)
+                            generic_globals, inert_class, short_repr)
 
 __all__ = [
     "load_torch_file",
@@ -74,6 +84,8 @@ __all__ = [
     "TorchDtype",
     "InertObject",
     "RestrictedUnpickler",
+    "load_torchscript_tensors",
+    "is_torchscript",
 ]
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -459,7 +471,8 @@ class _ZipMembers:
             return fh.read(info.file_size if nbytes is None else nbytes)
 
 
-def _load_zip(path, progress, budget):
+def _load_zip(path, progress, budget, unpickler=None):
+    unpickler = unpickler or RestrictedUnpickler
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as exc:
@@ -475,6 +488,9 @@ def _load_zip(path, progress, budget):
                 raise CheckpointError(path, "TorchScript archive (torch.jit.save), not a torch.save checkpoint")
             raise CheckpointError(path, "zip archive has no single '<prefix>/data.pkl' record; not a torch.save file")
         prefix = pkls[0][: -len("data.pkl")]
+        if unpickler is RestrictedUnpickler and _is_torchscript_prefix(members, prefix):
+            raise CheckpointError(path, "TorchScript archive (torch.jit.save), not a torch.save checkpoint; "
+                                  "its tensors are read by load_torchscript_tensors")
         byteorder = "<"
         if prefix + "byteorder" in members:
             order = members.read(prefix + "byteorder", 16).decode("ascii", "replace").strip()
@@ -503,7 +519,7 @@ def _load_zip(path, progress, budget):
 
         pickle_bytes = members.read(pkls[0])
         reader = BoundedReader(io.BytesIO(pickle_bytes), path, len(pickle_bytes))
-        obj = RestrictedUnpickler(reader, path, persistent_load).load()
+        obj = unpickler(reader, path, persistent_load).load()
         check_structure(obj, path)
         bar = _Progress(progress, sum(s.nbytes for s in storages.values()), path)
         try:
@@ -656,3 +672,76 @@ def flatten_state_dict(obj, prefix=""):
 
     walk(obj, prefix.rstrip("."))
     return out
+
+
+# ------------------------------------------------------------------ TorchScript archives
+TORCHSCRIPT_MODULE = "__torch__"  # the module path TorchScript gives every scripted class
+
+
+def _is_torchscript_prefix(members, prefix):
+    return prefix + "constants.pkl" in members or any(n.startswith(prefix + "code/") for n in members.infos)
+
+
+def is_torchscript(path):
+    """True for a ``torch.jit.save`` archive (zip with ``<prefix>/constants.pkl`` or ``<prefix>/code/``)."""
+    if detect_format(path) != "zip":
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile as exc:
+        raise CheckpointError(path, f"zip archive is truncated or corrupt ({exc})")
+    pkls = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+    return len(pkls) == 1 and any(n == pkls[0][:-8] + "constants.pkl" or n.startswith(pkls[0][:-8] + "code/")
+                                  for n in names)
+
+
+class _TorchScriptUnpickler(RestrictedUnpickler):
+    """The torch allow-list plus inert records for TorchScript's ``__torch__.*`` module classes
+    (built by NEWOBJ + BUILD of their attribute dict: nothing is imported or run)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._classes = {}
+
+    def extra_global(self, module, name):
+        if module == TORCHSCRIPT_MODULE or module.startswith(TORCHSCRIPT_MODULE + "."):
+            return inert_class(module, name, self._classes)
+        return None
+
+
+def _module_tensors(record, path):
+    """{dotted name: array} of every tensor attribute in a TorchScript module record tree."""
+    out = {}
+    todo = [("", record)]
+    while todo:
+        prefix, node = todo.pop()
+        state = node.state if isinstance(node, InertObject) else None
+        if not isinstance(state, dict):
+            raise CheckpointError(path, f"TorchScript module '{prefix.rstrip('.') or '(root)'}' has no attribute dict")
+        for name, value in state.items():
+            if not isinstance(name, str):
+                raise CheckpointError(path, f"TorchScript attribute name {short_repr(name)} is not a string")
+            if isinstance(value, np.ndarray):
+                out[prefix + name] = value
+            elif isinstance(value, InertObject) and value.inert_module.startswith(TORCHSCRIPT_MODULE):
+                todo.append((f"{prefix}{name}.", value))
+    return dict(sorted(out.items()))
+
+
+def load_torchscript_tensors(path, *, progress=False, max_bytes=None):
+    """The tensors of a TorchScript archive, without running it; see module docstring."""
+    path = os.fspath(path)
+
+    def load():
+        if detect_format(path) != "zip":
+            raise CheckpointError(path, "not a TorchScript archive (not a zip file)")
+        budget = ByteBudget(path, max_bytes)
+        obj = _load_zip(path, progress, budget, unpickler=_TorchScriptUnpickler)
+        obj = resolve_tensors(obj, path, ByteBudget(path, budget.limit))
+        _check_no_object_arrays(obj, path)
+        if not isinstance(obj, InertObject):
+            raise CheckpointError(path, "TorchScript archive whose data.pkl is not a scripted module")
+        return _module_tensors(obj, path)
+
+    return _wrap_errors(path, load)
