@@ -43,14 +43,16 @@ def load_dino(ref, input_size=None):
 
 
 class Weighted(nn.Cell):
-    """sum(f(x) * w): one scalar whose gradient w.r.t. x checks every output."""
+    """(sum(f(x) * w), f(x)): a scalar whose gradient w.r.t. x checks every output, and the output
+    itself as an auxiliary value, so one compiled graph gives both."""
 
     def __init__(self, f):
         super().__init__()
         self.f = f
 
     def construct(self, x, w):
-        return (self.f(x) * w).sum()
+        y = self.f(x)
+        return (y * w).sum(), y
 
 
 def check_parity(cell, ref_fn, x, rel=1e-5, grad_rel=1e-4, what="output", rng=None):
@@ -59,8 +61,8 @@ def check_parity(cell, ref_fn, x, rel=1e-5, grad_rel=1e-4, what="output", rng=No
     expected = ref_fn(xt)
     w = rng.standard_normal(expected.shape).astype(np.float32)
     (expected * t(w)).sum().backward()
-    assert_close(cell(m(x)), expected.detach(), rel, what)
-    grad = ms.grad(Weighted(cell), grad_position=0)(m(x), m(w))
+    grad, (out,) = ms.grad(Weighted(cell), grad_position=0, has_aux=True)(m(x), m(w))
+    assert_close(out, expected.detach(), rel, what)
     assert_close(grad, xt.grad, grad_rel, f"d {what} / d input")
 
 
@@ -139,7 +141,8 @@ class TextObjective(nn.Cell):
         self.text = text
 
     def construct(self, ids, w):
-        return (self.text(ids) * w).sum()
+        y = self.text(ids)
+        return (y * w).sum(), y
 
 
 def test_clip_text_tower_parity(ms_mode, clip_pair, rng):
@@ -153,11 +156,11 @@ def test_clip_text_tower_parity(ms_mode, clip_pair, rng):
     expected = ref.encode_text(torch.from_numpy(ids.astype(np.int64)))
     w = rng.standard_normal(expected.shape).astype(np.float32)
     (expected * t(w)).sum().backward()
-    assert_close(cell.text(ms.Tensor(ids)), expected.detach(), 1e-5, "CLIP encode_text")
     names = ["positional_embedding", "blocks.1.attn.qkv.weight", "text_projection"]
     params = dict(cell.text.parameters_and_names())
-    grads = ms.grad(TextObjective(cell.text), grad_position=None, weights=[params[n] for n in names])(
-        ms.Tensor(ids), m(w))
+    grads, (out,) = ms.grad(TextObjective(cell.text), grad_position=None, weights=[params[n] for n in names],
+                            has_aux=True)(ms.Tensor(ids), m(w))
+    assert_close(out, expected.detach(), 1e-5, "CLIP encode_text")
     torch_grads = [ref.positional_embedding.grad, ref.transformer.resblocks[1].attn.in_proj_weight.grad,
                    ref.text_projection.grad]
     for name, g, tg in zip(names, grads, torch_grads):
@@ -176,10 +179,12 @@ def test_structure_loss_parity(ms_mode, dino_pair, rng):
     ft = t(fake).requires_grad_(True)
     expected = vit_ref.structure_loss(ref, ft, t(real), out, layer=1)
     expected.backward()
-    assert_close(loss(m(fake), m(real)), expected.detach(), 1e-4, "structure loss")
-    grad = ms.grad(loss, grad_position=0)(m(fake), m(real))
+    value_and_grad = ms.value_and_grad(loss, grad_position=0)
+    value, grad = value_and_grad(m(fake), m(real))
+    assert_close(value, expected.detach(), 1e-4, "structure loss")
     assert_close(grad, ft.grad, 2e-4, "d structure loss / d fake")
-    assert float(loss(m(real), m(real)).asnumpy()) < 1e-10  # zero on identical images
+    same, _ = value_and_grad(m(real), m(real))
+    assert float(same.asnumpy()) < 1e-10  # zero on identical images
 
 
 def test_directional_clip_loss_parity(ms_mode, clip_pair, rng):
@@ -194,8 +199,8 @@ def test_directional_clip_loss_parity(ms_mode, clip_pair, rng):
     ft = t(fake).requires_grad_(True)
     expected = vit_ref.directional_clip_loss(ref, ft, t(real), t(direction), 32)
     expected.backward()
-    assert_close(loss(m(fake), m(real), m(direction)), expected.detach(), 1e-5, "directional CLIP loss")
-    grad = ms.grad(loss, grad_position=0)(m(fake), m(real), m(direction))
+    value, grad = ms.value_and_grad(loss, grad_position=0)(m(fake), m(real), m(direction))
+    assert_close(value, expected.detach(), 1e-5, "directional CLIP loss")
     assert_close(grad, ft.grad, 2e-4, "d directional CLIP loss / d fake")
 
 
@@ -214,8 +219,10 @@ def test_token_projection_loss_parity(ms_mode, clip_pair, rng):
     ft = t(fake).requires_grad_(True)
     expected = vit_ref.token_projection_loss(ref, ft, t(torch_basis), 32, layers=2)
     expected.backward()
-    assert_close(loss(m(fake)), expected.detach(), 1e-4, "token projection loss")
-    grad = ms.grad(loss, grad_position=0)(m(fake))
+    value_and_grad = ms.value_and_grad(loss, grad_position=0)
+    value, grad = value_and_grad(m(fake))
+    assert_close(value, expected.detach(), 1e-4, "token projection loss")
     assert_close(grad, ft.grad, 2e-4, "d token projection loss / d fake")
-    # the prompt's own tokens lie in its span: (numerically) no loss
-    assert float(loss(m(prompt)).asnumpy()) < 1e-5
+    # the prompt's own tokens lie in its span: (numerically) no loss (batch of 2: the compiled shape)
+    own, _ = value_and_grad(m(np.concatenate([prompt, prompt])))
+    assert float(own.asnumpy()) < 1e-5
