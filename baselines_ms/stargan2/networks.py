@@ -290,3 +290,82 @@ class Discriminator(nn.Cell):
     def construct(self, x, y):
         out = self.main(x)
         return pick_domain(out.reshape(out.shape[0], -1), y)
+
+
+def weighted_cells(cell):
+    """The Conv2d and Dense layers under ``cell``, in definition order (what torch's ``apply`` visits)."""
+    return [c for _, c in cell.cells_and_names() if isinstance(c, (nn.Conv2d, nn.Dense))]
+
+
+def _fan_in(weight):
+    return int(np.prod(weight.shape[1:]))
+
+
+def he_init(cell, rng):
+    """The official ``he_init`` (applied to the trained networks): kaiming normal, fan_in, ReLU gain
+    (std sqrt(2 / fan_in)); biases 0. Instance-norm affine parameters keep 1 and 0."""
+    for layer in weighted_cells(cell):
+        w = layer.weight
+        w.set_data(ms.Tensor(rng.standard_normal(w.shape).astype(np.float32) * np.sqrt(2.0 / _fan_in(w))))
+        if layer.bias is not None:
+            layer.bias.set_data(ms.Tensor(np.zeros(layer.bias.shape, np.float32)))
+    return cell
+
+
+def torch_default_init(cell, rng):
+    """torch's default Conv2d / Linear initialisation (weights and biases uniform in +-1/sqrt(fan_in)):
+    what the official EMA copies start from (they are deep-copied before ``he_init``)."""
+    for layer in weighted_cells(cell):
+        w = layer.weight
+        bound = 1.0 / np.sqrt(_fan_in(w))
+        w.set_data(ms.Tensor(rng.uniform(-bound, bound, w.shape).astype(np.float32)))
+        if layer.bias is not None:
+            layer.bias.set_data(ms.Tensor(rng.uniform(-bound, bound, layer.bias.shape).astype(np.float32)))
+    return cell
+
+
+class StarGAN2Nets(nn.Cell):
+    """The trained networks and their EMA copies under the official names (``generator``,
+    ``mapping_network``, ``style_encoder``, ``discriminator``; ``*_ema``). ``model``: a
+    StarGAN2ModelConfig; ``with_training``: the discriminator and the trained copies too (a
+    stylizer builds the EMA copies only)."""
+
+    EMA = ("generator", "mapping_network", "style_encoder")
+
+    def __init__(self, model, num_domains, with_training=True):
+        super().__init__()
+        self.model, self.num_domains = model, num_domains
+        for name in self.EMA:
+            setattr(self, f"{name}_ema", self.build(name))
+            for p in getattr(self, f"{name}_ema").get_parameters():
+                p.requires_grad = False
+        self.with_training = with_training
+        if with_training:
+            for name in self.EMA + ("discriminator",):
+                setattr(self, name, self.build(name))
+
+    def build(self, name):
+        m, k = self.model, self.num_domains
+        first = m.first_dim or None
+        if name == "generator":
+            return Generator(m.img_size, m.style_dim, m.max_conv_dim, m.w_hpf, first)
+        if name == "mapping_network":
+            return MappingNetwork(m.latent_dim, m.style_dim, k, m.hidden_dim)
+        if name == "style_encoder":
+            return StyleEncoder(m.img_size, m.style_dim, k, m.max_conv_dim, first)
+        return Discriminator(m.img_size, k, m.max_conv_dim, first)
+
+    def init_weights(self, seed):
+        """The official start from ``seed``: he_init on the trained networks, torch's default
+        initialisation on the EMA copies (BASELINES 6.2, 'Init')."""
+        for i, name in enumerate(self.EMA):
+            torch_default_init(getattr(self, f"{name}_ema"), np.random.default_rng([seed, 1, i]))
+        if self.with_training:
+            for i, name in enumerate(self.EMA + ("discriminator",)):
+                he_init(getattr(self, name), np.random.default_rng([seed, 0, i]))
+
+    def groups(self):
+        names = [f"{n}_ema" for n in self.EMA]
+        if self.with_training:
+            names += list(self.EMA) + ["discriminator"]
+        return {name: getattr(self, name) for name in names}
