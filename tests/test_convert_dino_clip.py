@@ -8,6 +8,7 @@ against the torch reference; and CLIP's tokenizer against ids of the published t
 Tolerance: converted networks vs torch rel 1e-5 (float32).
 """
 import os
+from typing import Dict, List
 
 import numpy as np
 import pytest
@@ -136,6 +137,44 @@ def test_clip_importer_torchscript_archive(clip_ref, tmp_path, pynative, capsys,
     assert convert_main(["clip", src, dst]) == 0
     assert "wrote" in capsys.readouterr().out
     check_clip(dst, ref, rng)
+
+
+class _TypedAttributes(torch.nn.Module):
+    sizes: List[int]
+    scales: List[float]
+    table: Dict[str, int]
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(3, 2))
+        self.register_buffer("steps", torch.tensor(7))
+        self.sizes, self.scales, self.table = [1, 2], [0.5], {"a": 1}
+
+    def forward(self, x):
+        return x @ self.weight * self.sizes[0] * self.scales[0] * self.table["a"]
+
+
+def test_torchscript_reader_reads_typed_attributes_and_never_the_code(tmp_path):
+    """Scripted attributes pickled through torch.jit._pickle's typed-list builders read as data; the
+    archive's code/ is never read: with every code file replaced by a program that would fail, the
+    tensors come back the same (and equal to torch.jit.load's state_dict)."""
+    import zipfile
+
+    src = str(tmp_path / "typed.pt")
+    torch.jit.save(torch.jit.script(_TypedAttributes()), src)
+    expected = {k: v.numpy() for k, v in torch.jit.load(src).state_dict().items()}
+    forged = str(tmp_path / "forged.pt")
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(forged, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if "/code/" in info.filename:
+                data = b"raise SystemExit('code was run')\n"
+            zout.writestr(info.filename, data)
+    for path in (src, forged):
+        tensors = load_torchscript_tensors(path)
+        assert set(tensors) == set(expected)
+        for k in expected:
+            np.testing.assert_array_equal(tensors[k], expected[k])
 
 
 def test_clip_importer_fp16_state_dict(clip_ref, tmp_path, pynative, capsys, rng):

@@ -696,9 +696,30 @@ def is_torchscript(path):
                                   for n in names)
 
 
+def _typed_list(values):
+    """``torch.jit._pickle.build_{int,double,bool,tensor}list``: a typed attribute list, as a new list."""
+    if not isinstance(values, list):
+        raise ValueError(f"TorchScript typed list built from {type(values).__name__}")
+    return list(values)
+
+
+def _restore_type_tag(value, type_str=None):
+    """``torch.jit._pickle.restore_type_tag``: the container, its TorchScript type string dropped."""
+    if not isinstance(value, (dict, list)) or not (type_str is None or isinstance(type_str, str)):
+        raise ValueError("restore_type_tag of something other than a container and a type name")
+    return value
+
+
+# the helpers TorchScript's pickler names for typed attribute containers (plain data, nothing runs)
+_TORCHSCRIPT_BUILDERS = {"build_intlist": _typed_list, "build_doublelist": _typed_list,
+                         "build_boollist": _typed_list, "build_tensorlist": _typed_list,
+                         "restore_type_tag": _restore_type_tag}
+
+
 class _TorchScriptUnpickler(RestrictedUnpickler):
     """The torch allow-list plus inert records for TorchScript's ``__torch__.*`` module classes
-    (built by NEWOBJ + BUILD of their attribute dict: nothing is imported or run)."""
+    (built by NEWOBJ + BUILD of their attribute dict: nothing is imported or run) and its typed
+    container builders (``torch.jit._pickle.build_intlist`` & co.)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -707,6 +728,8 @@ class _TorchScriptUnpickler(RestrictedUnpickler):
     def extra_global(self, module, name):
         if module == TORCHSCRIPT_MODULE or module.startswith(TORCHSCRIPT_MODULE + "."):
             return inert_class(module, name, self._classes)
+        if module == "torch.jit._pickle":
+            return _TORCHSCRIPT_BUILDERS.get(name)
         return None
 
 
