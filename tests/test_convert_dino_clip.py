@@ -59,6 +59,8 @@ def dino_file(tmp_path_factory, manifests):
 
 def test_dino_importer_cli(dino_file, tmp_path, pynative, capsys, rng):
     src, ref = dino_file
+    assert convert_main(["inspect", src]) == 0
+    assert "layout: DINO ViT (patch 8, width 64, 12 blocks, trained at 16 px)" in capsys.readouterr().out
     dst = str(tmp_path / "dino.ckpt")
     assert convert_main(["dino", src, dst]) == 0
     assert "wrote" in capsys.readouterr().out
@@ -133,6 +135,9 @@ def test_clip_importer_torchscript_archive(clip_ref, tmp_path, pynative, capsys,
     assert set(tensors) - set(jit_state) <= {k for k in tensors if k.endswith(".attn_mask")}
     for k, v in jit_state.items():
         np.testing.assert_array_equal(tensors[k], v.numpy(), err_msg=k)
+    assert convert_main(["inspect", src]) == 0
+    report = capsys.readouterr().out
+    assert "TorchScript archive" in report and "layout: CLIP ViT, patch 8 (vision width 64 x 12 blocks, text width 64 x 12 blocks)" in report
     dst = str(tmp_path / "clip.ckpt")
     assert convert_main(["clip", src, dst]) == 0
     assert "wrote" in capsys.readouterr().out

@@ -148,8 +148,9 @@ def convert_clip(src, dst):
 def detect_layout(sd):
     if {"visual.conv1.weight", "token_embedding.weight", "text_projection"} <= set(sd):
         c = clip_config_of(sd)
-        return (f"CLIP ViT-{'B' if c.vision_width == 768 else '?'}/{c.vision_patch_size} "
-                f"(vision {c.vision_width}x{c.vision_layers}, text {c.transformer_width}x{c.transformer_layers})")
+        name = "ViT-B/32" if (c.vision_width, c.vision_patch_size) == (768, 32) else f"ViT, patch {c.vision_patch_size}"
+        return (f"CLIP {name} (vision width {c.vision_width} x {c.vision_layers} blocks, "
+                f"text width {c.transformer_width} x {c.transformer_layers} blocks)")
     return None
 
 
