@@ -15,7 +15,8 @@ import pytest
 import torch
 import mindspore as ms
 
-from modify_ms.models.clip import load_clip
+from modify_ms.losses.clip_losses import image_prompt, text_prompt_direction
+from modify_ms.models.clip import clip_preprocess_pil, load_clip
 from modify_ms.models.clip_tokenizer import ClipTokenizer, _category_class, tokenize
 from modify_ms.models.dino import load_dino
 from parity_utils import assert_close, m
@@ -117,6 +118,25 @@ def check_clip(dst, ref, rng):
         img, txt = ref(torch.from_numpy(image), torch.from_numpy(ids.astype(np.int64)))
     assert_close(cell.encode_image(m(image)), img, 1e-5, "converted CLIP encode_image")
     assert_close(cell.encode_text(ms.Tensor(ids)), txt, 1e-5, "converted CLIP encode_text")
+    return cell
+
+
+def check_prompts(cell, ref, rng):
+    """The prompt side of MMFS's fine-tuning: a text direction and an image prompt's embedding and tokens."""
+    from PIL import Image
+
+    direction = text_prompt_direction(cell, "pop art")
+    with torch.no_grad():
+        e = torch.nn.functional.normalize(ref.encode_text(torch.from_numpy(tokenize(["pop art", "photo"]).astype(
+            np.int64))), dim=-1)
+    assert_close(direction, (e[:1] - e[1:]).numpy(), 1e-5, "text prompt direction")
+    image = Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))  # landscape: crop across
+    embedding, tokens = image_prompt(cell, image, layers=4)
+    x = torch.from_numpy(clip_preprocess_pil(image, 16)[None])
+    assert tuple(x.shape) == (1, 3, 16, 16)
+    with torch.no_grad():
+        assert_close(embedding, torch.nn.functional.normalize(ref.encode_image(x), dim=-1), 1e-5, "image prompt")
+        assert_close(tokens, ref.visual.tokens(x, 4)[0], 1e-5, "image prompt tokens")
 
 
 def test_clip_importer_torchscript_archive(clip_ref, tmp_path, pynative, capsys, rng):
@@ -197,7 +217,8 @@ def test_clip_importer_fp16_state_dict(clip_ref, tmp_path, pynative, capsys, rng
     dst = str(tmp_path / "clip.ckpt")
     assert convert_main(["clip", src, dst]) == 0
     capsys.readouterr()
-    check_clip(dst, ref, rng)
+    cell = check_clip(dst, ref, rng)
+    check_prompts(cell, ref, rng)
     bad = dict(state, vocab_size=torch.tensor(1000))  # a scalar that disagrees with the shapes
     torch.save(bad, src)
     assert convert_main(["clip", src, str(tmp_path / "bad.ckpt")]) == 2

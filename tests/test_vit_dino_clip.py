@@ -187,21 +187,31 @@ def test_structure_loss_parity(ms_mode, dino_pair, rng):
     assert float(same.asnumpy()) < 1e-10  # zero on identical images
 
 
-def test_directional_clip_loss_parity(ms_mode, clip_pair, rng):
+@pytest.mark.parametrize("prompt", ["text", "image"])
+def test_directional_clip_loss_parity(ms_mode, clip_pair, rng, prompt):
+    """Text prompt: a fixed direction; image prompt: the source is the batch's mean real embedding."""
     cell, ref = clip_pair
-    loss = DirectionalClipLoss(cell.visual, (64, 64))
+    loss = DirectionalClipLoss(cell.visual, (64, 64), source_from_batch=prompt == "image")
     fake = rng.uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32)
     real = rng.uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32)
-    prompt, source = rng.standard_normal((1, 16)), rng.standard_normal((1, 16))
+    target, source = rng.standard_normal((1, 16)), rng.standard_normal((1, 16))
+    target /= np.linalg.norm(target)
     source /= np.linalg.norm(source)
-    direction = clip_direction(prompt, source)
-    np.testing.assert_allclose(direction, prompt / np.linalg.norm(prompt) - source, rtol=1e-6)
+    if prompt == "text":
+        target = clip_direction(target, source)
+    target = target.astype(np.float32)
     ft = t(fake).requires_grad_(True)
-    expected = vit_ref.directional_clip_loss(ref, ft, t(real), t(direction), 32)
+    expected = vit_ref.directional_clip_loss(ref, ft, t(real), t(target), 32,
+                                             prompt=t(target) if prompt == "image" else None)
     expected.backward()
-    value, grad = ms.value_and_grad(loss, grad_position=0)(m(fake), m(real), m(direction))
-    assert_close(value, expected.detach(), 1e-5, "directional CLIP loss")
-    assert_close(grad, ft.grad, 2e-4, "d directional CLIP loss / d fake")
+    value, grad = ms.value_and_grad(loss, grad_position=0)(m(fake), m(real), m(target))
+    assert_close(value, expected.detach(), 1e-5, f"directional CLIP loss ({prompt} prompt)")
+    assert_close(grad, ft.grad, 2e-4, f"d directional CLIP loss / d fake ({prompt} prompt)")
+
+
+def test_clip_direction():
+    prompt, source = np.array([[3.0, 4.0]]), np.array([[0.6, -0.8]])
+    np.testing.assert_allclose(clip_direction(prompt, source), [[0.0, 1.6]], atol=1e-7)
 
 
 def test_token_projection_loss_parity(ms_mode, clip_pair, rng):
@@ -226,3 +236,22 @@ def test_token_projection_loss_parity(ms_mode, clip_pair, rng):
     # the prompt's own tokens lie in its span: (numerically) no loss (batch of 2: the compiled shape)
     own, _ = value_and_grad(m(np.concatenate([prompt, prompt])))
     assert float(own.asnumpy()) < 1e-5
+
+
+def test_clip_pil_preprocessing():
+    """CLIP's PIL transform: short side to 224 (bicubic), centre crop, RGB, CLIP mean/std per channel."""
+    from PIL import Image
+
+    from modify_ms.models.clip import CLIP_MEAN, CLIP_STD, clip_preprocess_pil
+
+    flat = clip_preprocess_pil(Image.new("RGB", (300, 200), (10, 128, 250)))
+    assert flat.shape == (3, 224, 224) and flat.dtype == np.float32
+    expected = (np.array([10, 128, 250]) / 255.0 - np.array(CLIP_MEAN)) / np.array(CLIP_STD)
+    np.testing.assert_allclose(flat[:, 100, 100], expected, rtol=1e-5)
+    # a left half black, right half white landscape: the centre crop keeps the middle (both halves)
+    stripes = np.zeros((200, 400, 3), np.uint8)
+    stripes[:, 200:] = 255
+    x = clip_preprocess_pil(Image.fromarray(stripes).convert("L"))  # grey input -> RGB
+    assert x.shape == (3, 224, 224)
+    assert x[0, 112, 10] < -1.5 and x[0, 112, 213] > 1.5  # black left edge, white right edge
+    assert abs(int(np.argmax(np.diff(x[0, 112]))) - 111) <= 1  # the edge at the centre of the crop

@@ -2,13 +2,15 @@
 
 * :class:`DirectionalClipLoss`: mean over the batch of 1 - cos(n(E(fake)) - n(E(real)), direction),
   E = CLIP's image encoder on MMFS's tensor preprocessing, n = L2 normalisation; ``direction`` is the
-  prompt's normalised embedding minus the source's (:func:`clip_direction`).
+  prompt's normalised embedding minus the source's: the normalised text embedding of "photo" for a
+  text prompt (:func:`clip_direction`), the batch mean of n(E(real)) for an image prompt.
 * :class:`TokenProjectionLoss`: the 4th block's CLIP tokens of the output (class token dropped,
   each token L2-normalised) should lie in the span of the prompt image's tokens:
   mean |U U^T t - t| with U the left singular vectors of the prompt's normalised tokens
   (:func:`projection_basis`, reduced SVD of [width, n_tokens] on the host, once per prompt).
 
-The real image and the direction carry no gradient; CLIP is frozen.
+The real image and the direction carry no gradient; CLIP is frozen. :func:`text_prompt_direction`
+and :func:`image_prompt` compute the prompt side once, on the host.
 """
 import numpy as np
 import mindspore as ms
@@ -43,19 +45,31 @@ def clip_direction(prompt_embedding, source_embedding):
 
 
 class DirectionalClipLoss(nn.Cell):
-    """construct(fake, real, direction) -> scalar; images [-1, 1] of ``in_size``, direction [1 or B, E]."""
+    """construct(fake, real, target) -> scalar; images [-1, 1] of ``in_size``.
 
-    def __init__(self, clip_visual, in_size, antialias=True):
+    ``source_from_batch=False`` (text prompts): ``target`` is the direction [1 or B, E],
+    n(prompt) - n(E_text(source text)) (:func:`clip_direction`).
+    ``source_from_batch=True`` (image prompts, as MMFS): ``target`` is the prompt's normalised
+    embedding [1, E] and the source is the mean over the batch of n(E(real)) (not re-normalised),
+    so the direction follows each batch.
+    """
+
+    def __init__(self, clip_visual, in_size, source_from_batch=False, antialias=True):
         super().__init__()
         self.input = ClipImageInput(in_size, clip_visual.vit.input_size[0], antialias)
         self.visual = freeze(clip_visual)
+        self.source_from_batch = bool(source_from_batch)
 
     def embed(self, images):
         return l2_normalize(self.visual(self.input(images)))
 
-    def construct(self, fake, real, direction):
-        delta = self.embed(fake) - ops.stop_gradient(self.embed(real))
-        return (1.0 - cosine_similarity(delta, ops.stop_gradient(direction))).mean()
+    def construct(self, fake, real, target):
+        real_embedding = ops.stop_gradient(self.embed(real))
+        direction = ops.stop_gradient(target)
+        if self.source_from_batch:
+            direction = direction - real_embedding.mean(axis=0, keep_dims=True)
+        delta = self.embed(fake) - real_embedding
+        return (1.0 - cosine_similarity(delta, direction)).mean()
 
 
 def normalized_tokens(tokens):
@@ -92,3 +106,30 @@ class TokenProjectionLoss(nn.Cell):
     def construct(self, fake):
         tokens = l2_normalize(self.visual.tokens(self.input(fake), self.layers)[:, 1:])
         return ops.abs(ops.matmul(tokens, self.projector) - tokens).mean()
+
+
+# ---------------------------------------------------------------- prompts (host side, once per run)
+def _normalized(x):
+    x = np.asarray(x.asnumpy() if hasattr(x, "asnumpy") else x, np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), NORM_EPS)
+
+
+def text_prompt_direction(clip, text, source_text="photo", tokenizer=None):
+    """[1, E] direction of a text prompt: n(E_text(text)) - n(E_text(source_text)) (MMFS's default
+    source prompt is "photo")."""
+    from ..models.clip_tokenizer import tokenize
+
+    ids = (tokenizer or tokenize)([text, source_text])
+    embeddings = _normalized(clip.encode_text(ms.Tensor(ids)))
+    return clip_direction(embeddings[:1], embeddings[1:])
+
+
+def image_prompt(clip, image, layers=PROJECTION_LAYERS):
+    """(n(E(prompt)) [1, E], tokens [1 + n, width] after ``layers`` blocks) of a PIL prompt image,
+    through CLIP's own PIL preprocessing: the target of :class:`DirectionalClipLoss` with
+    ``source_from_batch=True`` and the input of :func:`projection_basis`."""
+    from ..models.clip import clip_preprocess_pil
+
+    x = ms.Tensor(clip_preprocess_pil(image, clip.visual.vit.input_size[0])[None])
+    embedding = _normalized(clip.encode_image(x)).astype(np.float32)
+    return embedding, clip.visual.tokens(x, layers).asnumpy()[0]

@@ -248,9 +248,12 @@ def structure_loss(dino, fake, real, size, layer):
     return sum(F.mse_loss(sim[b], target[b]) for b in range(fake.shape[0]))
 
 
-def directional_clip_loss(clip, fake, real, direction, size):
+def directional_clip_loss(clip, fake, real, direction, size, prompt=None):
+    """``prompt`` given (image prompts): direction = prompt - mean over the batch of n(E(real))."""
     with torch.no_grad():
         e_real = F.normalize(clip.encode_image(clip_input(real, size)), dim=-1)
+        if prompt is not None:
+            direction = prompt - e_real.mean(dim=0, keepdim=True)
     e_fake = F.normalize(clip.encode_image(clip_input(fake, size)), dim=-1)
     return (1 - F.cosine_similarity(e_fake - e_real, direction, dim=-1)).mean()
 
