@@ -202,6 +202,27 @@ def test_torchscript_reader_reads_typed_attributes_and_never_the_code(tmp_path):
             np.testing.assert_array_equal(tensors[k], expected[k])
 
 
+def test_torchscript_archive_naming_code_is_refused(tmp_path, capsys):
+    """A TorchScript-shaped archive whose data.pkl names a callable outside the allow-list: one error
+    line, nothing called, no output written."""
+    import pickle
+    import zipfile
+
+    class Call:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    src = str(tmp_path / "evil.pt")
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("evil/data.pkl", pickle.dumps({"visual.proj": Call()}, protocol=2))
+        z.writestr("evil/constants.pkl", pickle.dumps((), protocol=2))
+        z.writestr("evil/code/__torch__.py", "")
+    assert is_torchscript(src)
+    assert convert_main(["clip", src, str(tmp_path / "out.ckpt")]) == 2
+    assert "refused to unpickle" in one_line_error(capsys)
+    assert not os.path.exists(tmp_path / "pwned") and not os.path.exists(tmp_path / "out.ckpt")
+
+
 def test_clip_importer_fp16_state_dict(clip_ref, tmp_path, pynative, capsys, rng):
     """A plain state dict with the dtypes of CLIP's convert_weights (fp16 Linear/Conv/projections, per
     the manifest), read back exactly widened; the reference runs on the same fp16-rounded values."""
