@@ -14,7 +14,7 @@ from mindspore import nn
 
 from modify_ms.losses.clip_losses import DirectionalClipLoss, TokenProjectionLoss, clip_direction, projection_basis
 from modify_ms.losses.structure import DinoStructureLoss
-from modify_ms.models.clip import CLIP, ClipConfig, ClipImageInput
+from modify_ms.models.clip import CLIP, ClipConfig
 from modify_ms.models.dino import DinoConfig, DinoInput, dino_vit
 from modify_ms.models.vit import Block, bicubic_matrix
 from modify_ms.nn.resample import bilinear_matrix, short_side_size
