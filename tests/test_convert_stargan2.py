@@ -171,3 +171,27 @@ def test_cli_refuses_bad_files(saved, tmp_path):
         assert not os.path.exists(dst), case
     torch.save(cases["missing"], str(tmp_path / "m.ckpt"))
     assert "to_rgb.2.bias" in cli("stargan2", str(tmp_path / "m.ckpt"), str(tmp_path / "m_out.ckpt")).stderr
+
+
+def test_converted_model_stylizes_through_the_registry(saved, tmp_path):
+    """create_stylizer('stargan2', converted file): G(x, F(z, target)) with the stylizer's z per photo."""
+    import zlib
+
+    from modify_ms.stylizers import StylizerError, create_stylizer
+
+    nets, size, src, _ = saved[0]
+    dst = str(tmp_path / "afhq_like.ckpt")
+    assert cli("stargan2", src, dst).returncode == 0
+    stylizer = create_stylizer("stargan2", dst, target="1")
+    x = np.random.default_rng(9).uniform(-1, 1, (2, 3, size, size)).astype(np.float32)
+    names = ["a.png", "b.png"]
+    out = stylizer.stylize(x, names=names, noise_seed=3)
+    z = np.concatenate([np.random.default_rng([3, zlib.crc32(n.encode())]).standard_normal((1, 4)) for n in names])
+    with torch.no_grad():
+        s = nets["mapping_network"](t(z.astype(np.float32)), torch.tensor([1, 1]))
+        want = nets["generator"](t(x), s).clamp(-1, 1)
+    assert_close(out, want, 1e-5, "stylized")
+    with pytest.raises(StylizerError, match="FAN"):
+        hpf = str(tmp_path / "celeba_like.ckpt")
+        assert cli("stargan2", saved[1][2], hpf).returncode == 0
+        create_stylizer("stargan2", hpf)
