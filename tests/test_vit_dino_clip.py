@@ -13,7 +13,7 @@ import mindspore as ms
 from mindspore import nn
 
 from modify_ms.losses.clip_losses import DirectionalClipLoss, TokenProjectionLoss, clip_direction, projection_basis
-from modify_ms.losses.structure import DinoStructureLoss
+from modify_ms.losses.structure import DinoStructureLoss, cosine_self_similarity
 from modify_ms.models.clip import CLIP, ClipConfig
 from modify_ms.models.dino import DinoConfig, DinoInput, dino_vit
 from modify_ms.models.vit import Block, bicubic_matrix
@@ -255,3 +255,17 @@ def test_clip_pil_preprocessing():
     assert x.shape == (3, 224, 224)
     assert x[0, 112, 10] < -1.5 and x[0, 112, 213] > 1.5  # black left edge, white right edge
     assert abs(int(np.argmax(np.diff(x[0, 112]))) - 111) <= 1  # the edge at the centre of the crop
+
+
+class SimilarityObjective(nn.Cell):
+    def construct(self, x, w):
+        return (cosine_self_similarity(x) * w).sum()
+
+
+def test_self_similarity_gradient_at_batch_one(rng):
+    """Batch 1 in GRAPH_MODE (a [1, N, 1] @ [1, 1, N] matmul's gradient does not compile in MindSpore 2.10)."""
+    x = rng.standard_normal((1, 7, 5)).astype(np.float32)
+    w = rng.standard_normal((1, 7, 7)).astype(np.float32)
+    xt = t(x).requires_grad_(True)
+    (vit_ref.self_similarity(xt) * t(w)).sum().backward()
+    assert_close(ms.grad(SimilarityObjective())(m(x), m(w)), xt.grad, 1e-5, "d self-similarity / d keys")

@@ -19,7 +19,9 @@ def cosine_self_similarity(x, eps=SIMILARITY_EPS):
     """[B, N, D] -> [B, N, N]: <x_i, x_j> / max(|x_i| |x_j|, eps)."""
     norms = ops.sqrt((x * x).sum(axis=-1, keepdims=True))  # [B, N, 1]
     dots = ops.matmul(x, x.transpose(0, 2, 1))
-    return dots / ops.maximum(ops.matmul(norms, norms.transpose(0, 2, 1)), eps)
+    # the outer product by broadcasting: the gradient of a [1, N, 1] @ [1, 1, N] matmul fails to
+    # compile in MindSpore 2.10 GRAPH_MODE (batch 1, inner size 1)
+    return dots / ops.maximum(norms * norms.transpose(0, 2, 1), eps)
 
 
 class DinoStructureLoss(nn.Cell):
