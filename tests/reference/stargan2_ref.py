@@ -277,3 +277,130 @@ def train_iteration(nets, nets_ema, optims, batch, lambdas, ema_beta=0.999):
     for name in ("generator", "mapping_network", "style_encoder"):
         moving_average(nets[name], nets_ema[name], ema_beta)
     return record
+
+
+# ------------------------------------------------------------------ FAN (wing) and its masks
+class CoordConv(nn.Module):
+    def __init__(self, size, cin, cout, k, stride, pad):
+        super().__init__()
+        r = (torch.arange(size, dtype=torch.float32) / (size - 1) * 2 - 1)[:, None].expand(size, size)
+        c = r.t()
+        rad = torch.sqrt(r ** 2 + c ** 2)
+        self.register_buffer("coords", torch.stack([r, c, rad / rad.max()])[None], persistent=False)
+        self.conv = nn.Conv2d(cin + 3, cout, k, stride, pad)
+
+    def forward(self, x):
+        return self.conv(torch.cat([x, self.coords.expand(x.size(0), -1, -1, -1)], 1))
+
+
+class ConvBlock(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout // 2, 3, 1, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(cout // 2), nn.Conv2d(cout // 2, cout // 4, 3, 1, 1, bias=False)
+        self.bn3, self.conv3 = nn.BatchNorm2d(cout // 4), nn.Conv2d(cout // 4, cout // 4, 3, 1, 1, bias=False)
+        self.downsample = None
+        if cin != cout:
+            self.downsample = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, cout, 1, 1, bias=False))
+
+    def forward(self, x):
+        o1 = self.conv1(F.relu(self.bn1(x)))
+        o2 = self.conv2(F.relu(self.bn2(o1)))
+        o3 = self.conv3(F.relu(self.bn3(o2)))
+        return torch.cat([o1, o2, o3], 1) + (x if self.downsample is None else self.downsample(x))
+
+
+class HourGlass(nn.Module):
+    def __init__(self, depth=4):
+        super().__init__()
+        self.depth = depth
+        self.coordconv = CoordConv(64, 256, 256, 1, 1, 0)
+        for level in range(depth, 0, -1):
+            for b in ("b1_", "b2_", "b3_"):
+                self.add_module(f"{b}{level}", ConvBlock(256, 256))
+        self.b2_plus_1 = ConvBlock(256, 256)
+
+    def level(self, d, x):
+        up1 = getattr(self, f"b1_{d}")(x)
+        low = getattr(self, f"b2_{d}")(F.avg_pool2d(x, 2))
+        low = self.level(d - 1, low) if d > 1 else self.b2_plus_1(low)
+        return up1 + F.interpolate(getattr(self, f"b3_{d}")(low), scale_factor=2, mode="nearest")
+
+    def forward(self, x):
+        return self.level(self.depth, self.coordconv(x))
+
+
+class FAN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = CoordConv(256, 3, 64, 7, 2, 3)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.conv2, self.conv3, self.conv4 = ConvBlock(64, 128), ConvBlock(128, 128), ConvBlock(128, 256)
+        self.m0 = HourGlass(4)
+        self.top_m_0 = ConvBlock(256, 256)
+        self.conv_last0 = nn.Conv2d(256, 256, 1)
+        self.bn_end0 = nn.BatchNorm2d(256)
+        self.l0 = nn.Conv2d(256, 99, 1)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.conv4(self.conv3(F.avg_pool2d(self.conv2(x), 2)))
+        ll = F.relu(self.bn_end0(self.conv_last0(self.top_m_0(self.m0(x)))))
+        return self.l0(ll)
+
+
+def randomize_fan(fan, seed):
+    """Random weights and BatchNorm statistics (eval mode), nothing at 0 or 1."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in fan.named_parameters():
+            if p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=g) * math.sqrt(2.0 / p[0].numel()))
+            elif name.endswith("weight"):
+                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+        for name, b in fan.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(0.1 * torch.randn(b.shape, generator=g))
+            elif name.endswith("running_var"):
+                b.copy_(1.0 + 0.5 * torch.rand(b.shape, generator=g))
+    return fan.eval()
+
+
+def roll_up(x, n):
+    """Rows moved up by n (circularly; n < 0: down)."""
+    return torch.roll(x, -n, dims=2)
+
+
+def masks_from_heatmaps(x):
+    """The official preprocess of [B, 98, H, W] heatmaps, from its description (BASELINES 6.2)."""
+    sw = x.size(2) // 256
+    x = torch.where(x < 0.1, torch.zeros_like(x), x)
+    b, c, h, w = x.shape
+    flat = x.reshape(b, c, -1)
+    lo, hi = flat.min(2, keepdim=True)[0], flat.max(2, keepdim=True)[0]
+    x = ((flat - lo) / (hi - lo + 1e-6)).reshape(b, c, h, w).clone()
+    for (s, e), n, p in (((8, 25), 0, 3), ((33, 51), -7 * sw, 2), ((55, 60), 8 * sw, 4), ((77, 82), -8 * sw, 4),
+                         ((83, 88), 8 * sw, 4), ((88, 96), -2 * sw, 3)):
+        x[:, s:e] = roll_up(x[:, s:e], n) ** p
+    x[:, list(range(0, 8)) + list(range(25, 33)) + [33, 46, 76, 82]] = 0
+    x[:, 52:55] = roll_up(x[:, 52:55], 4 * sw)
+    eyes = x[:, 60:76].clone()
+    x[:, 60:76] = roll_up(eyes, -8) ** 3 + roll_up(eyes, -24)
+    x2 = x.clone()
+    x2[:, 8:25] = 0
+    x2[:, 76:96] = 0
+    x2[:, 33:51] = 0
+    m1, m2 = x.sum(1, keepdim=True), x2.sum(1, keepdim=True)
+    m1 = torch.nan_to_num(m1, nan=0.0)
+    return torch.cat([m1.clamp(0, 1), m2.clamp(0, 1)], 1)
+
+
+def fan_masks(fan, images):
+    """get_heatmap + preprocess: images [B, 3, S, S] in [-1, 1] -> [B, 2, 256, 256]."""
+    with torch.no_grad():
+        x = F.interpolate(images, size=256, mode="bilinear")
+        maps = fan(x * 0.5 + 0.5)[:, :98]
+        maps = F.interpolate(maps, scale_factor=4, mode="bilinear", align_corners=True)
+        return masks_from_heatmaps(maps)
