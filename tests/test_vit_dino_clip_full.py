@@ -84,3 +84,64 @@ def test_clip_vitb32_full_size(manifests, tmp_path, pynative, capsys, rng):
     assert list(out_txt.shape) == manifest["check_shapes"]["encode_text"]
     assert_close(out_img, img, 1e-4, "CLIP ViT-B/32 encode_image")
     assert_close(out_txt, txt, 1e-4, "CLIP ViT-B/32 encode_text")
+
+
+def test_mmfs_losses_full_size(manifests, rng):
+    """GRAPH_MODE: the three losses at MMFS's sizes (512 px inputs resized to 224, 785 DINO tokens,
+    the 4th CLIP block's 49 tokens), value and gradient vs torch with the same weights (converted by
+    the importers' rule tables). Tolerance rel 1e-3 (value), 2e-3 (gradient): sums over 785 x 785
+    similarities and 12 blocks of width 768 in float32."""
+    from mindspore import nn
+
+    from modify_ms.losses.clip_losses import DirectionalClipLoss, TokenProjectionLoss, projection_basis
+    from modify_ms.losses.structure import DinoStructureLoss
+    from modify_ms.models.clip import CLIP, ClipConfig
+    from modify_ms.models.dino import DinoConfig, dino_vit
+    from modify_ms.utils.checkpoint import fill_cell
+    from weights_convert.clip import clip_rules
+    from weights_convert.dino import DINO_RULES
+    from weights_convert.mapping import map_state_dict, target_shapes_of
+
+    def numpy_state(module):
+        return {k: v.detach().numpy() for k, v in module.state_dict().items()}
+
+    dino_ref = vit_ref.randomize(vit_ref.DinoViT(224, 8, 768, 12, 12), seed=23).eval().requires_grad_(False)
+    dino = dino_vit(DinoConfig(), input_size=(224, 224))
+    fill_cell(dino, map_state_dict(numpy_state(dino_ref), target_shapes_of(dino), DINO_RULES), "dino")
+    clip_ref = vit_ref.randomize(vit_ref.CLIPRef(512, 224, 12, 768, 32, 77, 49408, 512, 8, 12, 12), seed=29).eval()
+    clip_ref.requires_grad_(False)
+    clip = CLIP(ClipConfig())
+    fill_cell(clip, map_state_dict(numpy_state(clip_ref), target_shapes_of(clip), clip_rules(ClipConfig())), "clip")
+
+    size = (512, 512)
+    fake = rng.uniform(-1, 1, (2, 3) + size).astype(np.float32)
+    real = rng.uniform(-1, 1, (2, 3) + size).astype(np.float32)
+    prompt_image = rng.uniform(-1, 1, (1, 3) + size).astype(np.float32)
+    with torch.no_grad():
+        prompt_tokens = clip_ref.visual.tokens(vit_ref.clip_input(torch.from_numpy(prompt_image), 224), 4).numpy()
+        prompt = torch.nn.functional.normalize(clip_ref.encode_image(vit_ref.clip_input(
+            torch.from_numpy(prompt_image), 224)), dim=-1)
+    basis = projection_basis(prompt_tokens)
+
+    class Objective(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.st = DinoStructureLoss(dino, size)
+            self.clip = DirectionalClipLoss(clip.visual, size, source_from_batch=True)
+            self.proj = TokenProjectionLoss(clip.visual, size, basis)
+
+        def construct(self, x, y, p):
+            st, cl, pr = self.st(x, y), self.clip(x, y, p), self.proj(x)
+            return 0.5 * st + cl + 100.0 * pr, (st, cl, pr)
+
+    (total, parts), grad = ms.value_and_grad(Objective(), grad_position=0, has_aux=True)(
+        m(fake), m(real), m(prompt.numpy()))
+    x = torch.from_numpy(fake).requires_grad_(True)
+    y = torch.from_numpy(real)
+    st = vit_ref.structure_loss(dino_ref, x, y, (224, 224), 11)
+    cl = vit_ref.directional_clip_loss(clip_ref, x, y, None, 224, prompt=prompt)
+    pr = vit_ref.token_projection_loss(clip_ref, x, torch.from_numpy(basis), 224)
+    (0.5 * st + cl + 100.0 * pr).backward()
+    for name, ours, theirs in zip(("structure", "directional CLIP", "token projection"), parts, (st, cl, pr)):
+        assert_close(ours, theirs.detach(), 1e-3, f"{name} loss at 512 px")
+    assert_close(grad, x.grad, 2e-3, "d (0.5 L_ST + L_CLIP + 100 L_PROJ) / d fake at 512 px")
