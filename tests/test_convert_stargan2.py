@@ -60,9 +60,10 @@ def test_real_layout_maps_strictly(manifests, layout):
     kwargs = sg2.infer_kwargs(parts, layout)
     assert kwargs == {"img_size": 256, "style_dim": 64, "latent_dim": 16, "max_conv_dim": 512, "w_hpf": w_hpf,
                       "first_dim": 64, "hidden_dim": 512, "num_domains": domains}
-    if "fan" in parts:
-        sg2.check_fan(parts["fan"], layout)
     with shape_only_init():
+        if "fan" in parts:
+            fan = sg2.convert_fan(parts["fan"], layout)  # every parameter filled; num_batches_tracked dropped
+            assert len(fan) == sum(not k.endswith("num_batches_tracked") for k in parts["fan"]) == 281
         cells = sg2.build_networks(kwargs, with_d)
     assert sorted(cells) == sorted(k for k in parts if k != "fan")
     for name, cell in cells.items():
@@ -101,7 +102,10 @@ def cli(*args):
 def saved(tmp_path_factory, manifests):
     """(w_hpf -> (torch nets, size, src path)) of tiny files in the official layouts."""
     folder = tmp_path_factory.mktemp("stargan2")
-    wing = {k[len("state_dict/"):]: torch.zeros(v) for k, v in manifests[sg2.WING_LAYOUT]["keys"].items()}
+    fan = ref.randomize_fan(ref.FAN(), 60)
+    wing = fan.state_dict()
+    assert {k: list(v.shape) for k, v in wing.items()} == \
+        {k[len("state_dict/"):]: v for k, v in manifests[sg2.WING_LAYOUT]["keys"].items()}  # the real layout
     out = {}
     for w_hpf, name in ((0, "100000_nets.ckpt"), (1, "100000_nets_ema.ckpt")):
         nets, size = tiny_nets(w_hpf, 40 + 10 * w_hpf)
@@ -111,6 +115,9 @@ def saved(tmp_path_factory, manifests):
         path = str(folder / f"w{w_hpf}_{name}")
         torch.save(obj, path)
         out[w_hpf] = (nets, size, path, obj)
+    wing_path = str(folder / "wing.ckpt")
+    torch.save({"state_dict": wing, "epoch": 7}, wing_path)
+    out["wing"] = (fan, wing_path)
     return out
 
 
@@ -132,7 +139,7 @@ def test_cli_converts_and_matches_torch(saved, tmp_path, w_hpf):
     assert result.returncode == 0, result.stderr
     cells, meta = load_converted(dst)
     assert meta["format"] == sg2.FORMAT and meta["kwargs"]["w_hpf"] == w_hpf and meta["ema"] == bool(w_hpf)
-    assert (meta["fan"] is not None) == bool(w_hpf)
+    assert ("fan" in meta["networks"]) == bool(w_hpf)
     rng = np.random.default_rng(5)
     x = rng.uniform(-1, 1, (2, 3, size, size)).astype(np.float32)
     z = rng.standard_normal((2, 4)).astype(np.float32)
@@ -191,7 +198,38 @@ def test_converted_model_stylizes_through_the_registry(saved, tmp_path):
         s = nets["mapping_network"](t(z.astype(np.float32)), torch.tensor([1, 1]))
         want = nets["generator"](t(x), s).clamp(-1, 1)
     assert_close(out, want, 1e-5, "stylized")
-    with pytest.raises(StylizerError, match="FAN"):
-        hpf = str(tmp_path / "celeba_like.ckpt")
-        assert cli("stargan2", saved[1][2], hpf).returncode == 0
-        create_stylizer("stargan2", hpf)
+    with pytest.raises(StylizerError, match="target must be one of"):
+        create_stylizer("stargan2", dst, target="7")
+
+
+@pytest.mark.slow  # the full-size FAN: two graph compilations (~60 s on the shared machine)
+def test_wing_file_and_w_hpf_model_stylize_with_fan_masks(saved, tmp_path):
+    """wing.ckpt converts to the FAN alone (its heatmaps = torch's); a converted w_hpf 1 file
+    stylizes with the masks of its own FAN, as the official sampling does."""
+    import zlib
+
+    from modify_ms.stylizers import create_stylizer
+    from modify_ms.utils.checkpoint import fill_cell, read_arrays
+
+    from baselines_ms.stargan2.wing import FAN
+
+    fan_t, wing_path = saved["wing"]
+    dst = str(tmp_path / "wing.ckpt")
+    assert cli("stargan2", wing_path, dst).returncode == 0
+    arrays, meta = read_arrays(dst)
+    assert meta["format"] == sg2.FAN_FORMAT and meta["ignored_source_entries"] == ["epoch"]
+    fan = FAN()
+    fill_cell(fan, arrays, dst, prefix="fan/")
+    x01 = np.random.default_rng(2).uniform(0, 1, (1, 3, 256, 256)).astype(np.float32)
+    with torch.no_grad():
+        assert_close(fan(m(x01)), fan_t(t(x01)), 1e-5, "converted FAN")
+    nets, size, src, _ = saved[1]
+    model = str(tmp_path / "celeba_like.ckpt")
+    assert cli("stargan2", src, model).returncode == 0
+    x = np.random.default_rng(4).uniform(-1, 1, (1, 3, size, size)).astype(np.float32)
+    out = create_stylizer("stargan2", model, target="0").stylize(x, names=["a.png"], noise_seed=1)
+    z = np.random.default_rng([1, zlib.crc32(b"a.png")]).standard_normal((1, 4)).astype(np.float32)
+    with torch.no_grad():
+        masks = ref.fan_masks(fan_t, t(x))
+        want = nets["generator"](t(x), nets["mapping_network"](t(z), torch.tensor([0])), masks).clamp(-1, 1)
+    np.testing.assert_allclose(out, want.numpy(), rtol=0, atol=1e-4)

@@ -12,14 +12,18 @@ is a derived constant, checked against [[-1]*3, [-1, 8, -1], [-1]*3] / w_hpf and
 configuration is read from the shapes (style and latent sizes, domains, widths, image size from
 the encoder's depth, w_hpf from the filter) and written to the sidecar's ``kwargs``.
 
-The celeba_hq file also carries ``fan`` (the wing face-alignment network whose heatmaps are the
-w_hpf > 0 generator's masks). This project has no FAN yet: its 336 tensors are checked key for key
-and shape for shape against the packaged ``stargan_v2_wing_ckpt`` layout and NOT converted (the
-sidecar says so); a w_hpf > 0 model then stylizes only with masks given (``stylizer``). Anything
-else at the top level, any key that does not map and any shape that differs is refused.
+The celeba_hq file also carries ``fan``, the wing face-alignment network whose heatmaps give the
+w_hpf > 0 generator its masks (``baselines_ms.stargan2.wing.FAN``); it is converted too (checked
+first against the packaged ``stargan_v2_wing_ckpt`` layout, key for key and shape for shape;
+BatchNorm's weight, bias, running_mean, running_var -> gamma, beta, moving_mean, moving_variance,
+num_batches_tracked dropped). ``wing.ckpt`` itself (``{'state_dict': FAN}``: the official
+``--wing_path``) converts to the FAN alone; its other top-level entries are ignored, as the official
+loader ignores them, and listed in the sidecar. Anything else at the top level of a networks file,
+any key that does not map and any shape that differs is refused.
 
-Output groups: ``generator/``, ``mapping_network/``, ``style_encoder/`` (+ ``discriminator/``);
-sidecar ``format`` 'modify_ms.stargan2', ``ema`` (whether G/F/E are the EMA copies).
+Output groups: ``generator/``, ``mapping_network/``, ``style_encoder/`` (+ ``discriminator/``,
+``fan/``); sidecar ``format`` 'modify_ms.stargan2', ``ema`` (whether G/F/E are the EMA copies).
+A wing file: group ``fan/``, format 'modify_ms.stargan2.fan'.
 CLI ``stargan2 SRC DST``.
 """
 import numpy as np
@@ -28,6 +32,8 @@ from .errors import CheckpointError
 from .mapping import Rule, expect_value, map_state_dict, target_shapes_of
 
 FORMAT = "modify_ms.stargan2"
+FAN_FORMAT = "modify_ms.stargan2.fan"
+BN_NAMES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 NETWORKS = ("generator", "mapping_network", "style_encoder")
 DISCRIMINATOR = "discriminator"
 FAN = "fan"
@@ -45,6 +51,27 @@ def network_rules(name, w_hpf):
     if name != "generator" or not w_hpf:
         return [Rule(r"(.+)", r"\1")]
     return [Rule(r"(?!hpf\.filter$)(.+)", r"\1"), Rule(r"hpf\.filter", None, check=expect_value(hpf_kernel(w_hpf), 1e-6))]
+
+
+def fan_target(match):
+    """A FAN key's parameter: BatchNorm entries (``bn*``, ``downsample.0``) renamed, the rest as is."""
+    module, leaf = match.group(1), match.group(2)
+    if module.rsplit(".", 1)[-1].startswith("bn") or module.endswith("downsample.0"):
+        return f"{module}.{BN_NAMES[leaf]}"
+    return f"{module}.{leaf}"
+
+
+FAN_RULES = [Rule(r"(.+)\.(weight|bias|running_mean|running_var)", fan_target)]
+FAN_OPTIONAL = (r".+\.num_batches_tracked",)
+
+
+def convert_fan(state, path):
+    """{FAN parameter: array} of a wing state dict (checked against the real layout first)."""
+    from baselines_ms.stargan2.wing import FAN as FANCell
+
+    check_fan(state, path)
+    cell = FANCell()
+    return map_state_dict(state, target_shapes_of(cell), FAN_RULES, optional=FAN_OPTIONAL, source_name=f"{path} [fan]")
 
 
 def _count(sd, pattern):
@@ -127,28 +154,46 @@ def convert_stargan2(src, dst, progress=True):
 
     from .torch_pickle import load_torch_file
 
-    parts = stargan2_parts(load_torch_file(src, progress=progress), src)
+    obj = load_torch_file(src, progress=progress)
+    if is_wing_file(obj):
+        return convert_wing(obj, src, dst)
+    parts = stargan2_parts(obj, src)
     kwargs = infer_kwargs(parts, src)
     has_d = DISCRIMINATOR in parts
+    arrays = {}
     if FAN in parts:
-        check_fan(parts[FAN], src)
+        arrays.update({f"{FAN}/{k}": v for k, v in convert_fan(parts[FAN], src).items()})
     elif kwargs["w_hpf"] > 0:
         raise CheckpointError(src, "a w_hpf > 0 generator without the 'fan' entry the official code saves with it")
-    arrays = {}
     for name, cell in build_networks(kwargs, has_d).items():
         mapped = map_state_dict(parts[name], target_shapes_of(cell), network_rules(name, kwargs["w_hpf"]),
                                 source_name=f"{src} [{name}]")
         arrays.update({f"{name}/{k}": v for k, v in mapped.items()})
     meta = {"format": FORMAT, "module": "baselines_ms.stargan2.networks", "kwargs": kwargs, "ema": not has_d,
-            "networks": list(NETWORKS) + ([DISCRIMINATOR] if has_d else []),
-            "fan": ("checked against the wing layout, not converted (no FAN in modify_ms yet): stylizing needs "
-                    "masks given") if FAN in parts else None,
+            "networks": list(NETWORKS) + ([DISCRIMINATOR] if has_d else []) + ([FAN] if FAN in parts else []),
             "num_params": len(arrays), "num_values": int(sum(a.size for a in arrays.values()))}
     save_arrays(arrays, dst, meta)
     return meta
 
 
-HELP = "StarGAN v2 100000_nets_ema.ckpt (celeba_hq / afhq) or _nets.ckpt (with the discriminator) -> MindSpore .ckpt"
+def is_wing_file(obj):
+    return isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and not any(n in obj for n in NETWORKS)
+
+
+def convert_wing(obj, src, dst):
+    """wing.ckpt ({'state_dict': FAN, ...}) -> the FAN alone."""
+    from modify_ms.utils.checkpoint import save_arrays
+
+    arrays = {f"{FAN}/{k}": v for k, v in convert_fan(obj["state_dict"], src).items()}
+    meta = {"format": FAN_FORMAT, "module": "baselines_ms.stargan2.wing", "networks": [FAN],
+            "ignored_source_entries": sorted(str(k) for k in obj if k != "state_dict"),
+            "num_params": len(arrays), "num_values": int(sum(a.size for a in arrays.values()))}
+    save_arrays(arrays, dst, meta)
+    return meta
+
+
+HELP = ("StarGAN v2 100000_nets_ema.ckpt (celeba_hq with its FAN / afhq), _nets.ckpt (with the discriminator) "
+        "or wing.ckpt (the FAN) -> MindSpore .ckpt")
 
 
 def add_arguments(parser):
@@ -158,11 +203,13 @@ def add_arguments(parser):
 
 def run(args):
     meta = convert_stargan2(args.src, args.dst)
+    if meta["format"] == FAN_FORMAT:
+        print(f"wrote {args.dst}: StarGAN v2 FAN (wing), {meta['num_params']} params, {meta['num_values']:,} values")
+        print(f"wrote {args.dst}.json")
+        return 0
     kwargs = ", ".join(f"{k}={v}" for k, v in meta["kwargs"].items())
     print(f"wrote {args.dst}: StarGAN v2 ({kwargs}), networks {', '.join(meta['networks'])} "
           f"({'EMA' if meta['ema'] else 'trained'} G/F/E), {meta['num_params']} params, {meta['num_values']:,} values")
-    if meta["fan"]:
-        print(f"  fan: {meta['fan']}")
     print(f"wrote {args.dst}.json")
     return 0
 

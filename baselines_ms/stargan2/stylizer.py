@@ -10,7 +10,8 @@ Latent-guided (no ``reference``): s = lerp(s_avg, F(z, y), psi), s_avg the mean 
 (the official debug images' psi), one z per photo drawn from (noise_seed, photo name or pixels);
 ``variants`` gives K of them. Reference-guided: s = E(reference image, y) for every photo. Outputs
 are clamped to [-1, 1] (the official ``denormalize`` clamps when saving). A w_hpf > 0 model (celeba_hq)
-needs the FAN's masks, which this project cannot compute yet: refused with one line.
+takes its masks from the FAN converted with it (``wing.HeatmapMasks`` of each photo, as the official
+sampling's ``fan.get_heatmap``).
 """
 import os
 import zlib
@@ -70,13 +71,18 @@ class StarGAN2Stylizer:
             raise CheckpointFileError(f"{path}: not a converted StarGAN v2 checkpoint (sidecar format "
                                       f"{meta.get('format')!r}; convert with python -m weights_convert stargan2)")
         kwargs = meta["kwargs"]
-        if kwargs["w_hpf"] > 0:
-            raise StylizerError(f"{path}: a w_hpf > 0 StarGAN v2 model (celeba_hq) needs the FAN face-alignment "
-                                f"masks, which modify_ms cannot compute yet; use a w_hpf 0 model (afhq, or one "
-                                f"trained here)")
         cells = build_networks(kwargs)
         for name in NETWORKS:
             fill_cell(cells[name], arrays, path, prefix=f"{name}/")
+        if kwargs["w_hpf"] > 0:  # celeba_hq: the generator's masks come from the file's FAN
+            from .wing import FAN, HeatmapMasks
+
+            if "fan" not in meta.get("networks", []):
+                raise StylizerError(f"{path}: a w_hpf > 0 StarGAN v2 model needs its FAN (convert the official "
+                                    f"100000_nets_ema.ckpt, which carries it)")
+            fan = FAN()
+            fill_cell(fan, arrays, path, prefix="fan/")
+            self.masks = HeatmapMasks(fan)
         self.generator, self.mapping, self.encoder = (cells[n] for n in NETWORKS)
         self.domain_names = [str(i) for i in range(kwargs["num_domains"])]
         self.size, self.seed = kwargs["img_size"], 777
@@ -109,10 +115,14 @@ class StarGAN2Stylizer:
             ).mean(axis=0)
         return self._s_avg + self.psi * (s - self._s_avg)
 
+    masks = None  # HeatmapMasks of a w_hpf > 0 model
+
     def _render(self, x, s):
         import mindspore as ms
 
-        return np.clip(self.generator(ms.Tensor(x), ms.Tensor(s.astype(np.float32))).asnumpy(), -1.0, 1.0)
+        x = ms.Tensor(x)
+        extra = () if self.masks is None else (self.masks(x),)
+        return np.clip(self.generator(x, ms.Tensor(s.astype(np.float32)), *extra).asnumpy(), -1.0, 1.0)
 
     def _check(self, x):
         x = check_photos(x)
