@@ -19,6 +19,7 @@ from modify_ms.losses.clip_losses import image_prompt, text_prompt_direction
 from modify_ms.models.clip import clip_preprocess_pil, load_clip
 from modify_ms.models.clip_tokenizer import ClipTokenizer, _category_class, tokenize
 from modify_ms.models.dino import load_dino
+from cli_harness import run_tool
 from parity_utils import assert_close, m
 from reference import vit_ref
 from weights_convert.__main__ import main as convert_main
@@ -80,8 +81,15 @@ def test_dino_importer_is_strict(dino_file, tmp_path, capsys):
     for name, bad in (("extra", extra), ("missing", missing)):
         path = str(tmp_path / f"{name}.pth")
         torch.save({k: torch.from_numpy(np.array(v)) for k, v in bad.items()}, path)
-        assert convert_main(["dino", path, str(tmp_path / f"{name}.ckpt")]) == 2
-        line = one_line_error(capsys)
+        if name == "extra":  # the real command line, in a subprocess
+            proc = run_tool(["-m", "weights_convert", "dino", path, f"{name}.ckpt"], cwd=str(tmp_path))
+            assert proc.returncode == 2
+            lines = proc.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, lines
+            line = lines[0]
+        else:
+            assert convert_main(["dino", path, str(tmp_path / f"{name}.ckpt")]) == 2
+            line = one_line_error(capsys)
         assert ("head.weight" if name == "extra" else "blocks.11.mlp.fc2.bias") in line
         assert not os.path.exists(tmp_path / f"{name}.ckpt")
 
