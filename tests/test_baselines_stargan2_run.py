@@ -10,7 +10,8 @@ iterations and resumed to 3 (module-scoped; every checkpoint kept), then:
 * the registry: ``create_stylizer('stargan2', run)`` stylizes photos into the target domain; two z
   give different outputs of the same photo (``variants``); reference-guided synthesis from an
   image file; an unknown target is one line;
-* tools/stylize.py --method stargan2 (with --variants) and tools/compare.py on the run.
+* tools/stylize.py --method stargan2 (with --variants), tools/evaluate.py --method stargan2 and
+  tools/compare.py on the run.
 
 Marked slow: the two training invocations compile the four update graphs twice (about 65 CPU
 seconds, 3 min 20 s wall on the shared 2-core machine); run with -m slow.
@@ -128,6 +129,10 @@ def test_stylize_and_compare_tools(run_dir, photos, tmp_path):
                   str(out), "--variants", "2", "--align", "none")
     assert result.returncode == 0, result.stderr[-2000:]
     assert {"p0.png", "p0_k0.png", "p0_k1.png", "p0_variants.png"} <= set(os.listdir(out))
+    result = tool("evaluate.py", "--method", "stargan2", "--run", run_dir, "--inputs", str(src), "--outputs",
+                  str(tmp_path / "evaluated"), "--variants", "2", "--align", "none")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert os.path.isfile(tmp_path / "evaluated" / "evaluation.md")
     result = tool("compare.py", "--photos", str(src), "--method", f"stargan2={run_dir}", "--out",
                   str(tmp_path / "cmp"), "--align", "none", "--variants", "2")
     assert result.returncode == 0, result.stderr[-2000:]
