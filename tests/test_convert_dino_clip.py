@@ -71,6 +71,10 @@ def test_dino_importer_cli(dino_file, tmp_path, pynative, capsys, rng):
     with torch.no_grad():
         expected = ref(torch.from_numpy(x))
     assert_close(cell(m(x)), expected, 1e-5, "converted DINO")
+    from modify_ms.utils.checkpoint import CheckpointFileError
+
+    with pytest.raises(CheckpointFileError, match="not a converted CLIP checkpoint"):
+        load_clip(dst)  # a DINO file handed to the CLIP loader says so
 
 
 def test_dino_importer_is_strict(dino_file, tmp_path, capsys):
