@@ -110,7 +110,8 @@ def nt_xent(p1, p2, temperature):
 
 class ContrastiveLoss(nn.Cell):
     """The style encoder's objective: NT-Xent of the projections of two augmented views of the same
-    images. Only the predictor and the head take gradients (the VGG is frozen)."""
+    images. Only the predictor and the head take gradients (the VGG is frozen). Returns (loss, the
+    positives' mean cosine similarity)."""
 
     def __init__(self, encoder, head, temperature):
         super().__init__(auto_prefix=False)
@@ -121,7 +122,9 @@ class ContrastiveLoss(nn.Cell):
         b = view1.shape[0]
         z = self.encoder(ops.concat((view1, view2), axis=0))           # one VGG pass over both views
         p = self.head(z)
-        return nt_xent(p[:b], p[b:], self.temperature)
+        p1, p2 = p[:b], p[b:]
+        cosine = (p1 * p2).sum(axis=1) / ops.sqrt((p1 * p1).sum(axis=1) * (p2 * p2).sum(axis=1) + 1e-24)
+        return nt_xent(p1, p2, self.temperature), ops.stop_gradient(cosine.mean())
 
 
 # ----------------------------------------------------------------- generator with the WBM

@@ -3,13 +3,18 @@
 ``features.<i>.{weight,bias}`` are torchvision's ``vgg19().features`` keys (conv indices 0, 2, 5,
 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34; ReLU and 2x2 max-pool modules in between keep
 their indices), so ``vgg19-dcbe5e1e.pth`` maps by a rule table (weights_convert/blendgan.py). Only
-the modules up to the last tapped one are built; the classifier is not part of it.
+the modules up to the last tapped one are built; the classifier is not part of it. Random weights
+follow torchvision's initialisation (kaiming normal, fan_out; numpy's seeded generator), so an
+untrained network keeps its activations' scale through the 16 convs.
 
 ``widths`` narrows the five stages (64, 128, 256, 512, 512 in the real network) for small CPU
 models with the same module indices and taps. Inputs are NOT normalised here: each user decides
 (BlendGAN's style encoder feeds [-1, 1] images as they are).
 """
-from mindspore import nn
+import math
+
+import numpy as np
+from mindspore import Tensor, nn
 
 from ..losses.lpips import build_layer
 from ..models.irse import freeze
@@ -49,6 +54,11 @@ class VGG19Features(nn.Cell):
         if not taps or taps[0] < 0 or taps[-1] >= len(specs):
             raise ValueError(f"VGG-19 taps must be module indices 0..{len(specs) - 1}, got {taps}")
         self.features = nn.CellList([build_layer(s) for s in specs[:taps[-1] + 1]])
+        for layer, spec in zip(self.features, specs):
+            if spec[0] == "C":  # torchvision's init: kaiming normal (fan_out, ReLU gain), bias 0
+                std = math.sqrt(2.0 / (spec[2] * spec[3] * spec[3]))
+                layer.weight.set_data(Tensor((np.random.randn(*layer.weight.shape) * std).astype(np.float32)))
+                layer.bias.set_data(Tensor(np.zeros(spec[2], np.float32)))
         self.taps = taps
         self.widths = tuple(int(w) for w in widths)
         self.tap_channels = tap_channels(widths, taps)
