@@ -9,6 +9,12 @@
 * ``manifests/checkpoint_key_manifests.json`` and ``baseline_key_manifests.json``:
   every key and shape of the real PyTorch checkpoints the importers read (what
   ``python -m weights_convert inspect`` compares a file with).
+* ``prior/prior64_{generator,encoder}.ckpt``: the quickstart's prior, a 64 px decoder and
+  encoder the project trained on its built-in photos (``yaml/prior.yaml``, then
+  ``tools/export_weights.py``; docs/prior.md), the toy counterpart of the paper's FFHQ
+  StyleGAN2 and pretrained encoder. A config names them ``builtin:prior64_generator``.
+* ``clip/bpe_simple_vocab_16e6.txt.gz``: CLIP's BPE merges (OpenAI, MIT, see ``clip/LICENSE``
+  and ``clip/README.md``), read by ``modify_ms.models.clip_tokenizer``.
 """
 import json
 import os
@@ -22,6 +28,29 @@ def asset_path(*parts):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: packaged file missing (reinstall modify_ms)")
     return path
+
+
+BUILTIN_WEIGHTS_PREFIX = "builtin:"
+PRIOR_DIR = os.path.join(HERE, "prior")
+
+
+def builtin_weight_names():
+    """Names of the packaged weight files (``builtin:<name>`` in a config's weights section)."""
+    if not os.path.isdir(PRIOR_DIR):
+        return []
+    return sorted(f[:-len(".ckpt")] for f in os.listdir(PRIOR_DIR) if f.endswith(".ckpt"))
+
+
+def resolve_weight_path(path):
+    """A weights-section path as given, or the packaged file a ``builtin:<name>`` stands for
+    (a ValueError naming the known names when there is none)."""
+    if not path or not path.startswith(BUILTIN_WEIGHTS_PREFIX):
+        return path
+    name = path[len(BUILTIN_WEIGHTS_PREFIX):]
+    known = builtin_weight_names()
+    if name not in known:
+        raise ValueError(f"{path}: no such built-in weight file (known: {', '.join('builtin:' + k for k in known) or 'none'})")
+    return os.path.join(PRIOR_DIR, name + ".ckpt")
 
 
 def lpips_linear_layers(net="alex"):

@@ -12,11 +12,23 @@ from ..utils.paths import OutputPathError, is_inside
 
 CHECKPOINT_NAME = re.compile(r"step_\d{8}\.ckpt")
 
-WEIGHT_KEYS = ("generator", "discriminator", "encoder_backbone", "identity", "lpips")
+WEIGHT_KEYS = ("generator", "discriminator", "encoder_backbone", "encoder", "identity", "lpips")
+# keys of which one file is enough: the whole encoder holds its backbone
+ALTERNATIVES = {"encoder_backbone": "encoder", "encoder": "encoder_backbone"}
 
 
 class WeightsMissingError(ValueError):
     """A pretrained weight file named by the config is needed but absent."""
+
+
+def weight_file(weights, key):
+    """The file ``weights.<key>`` names, ``builtin:<name>`` resolved to the packaged file ('' if empty)."""
+    from ..assets import resolve_weight_path
+
+    try:
+        return resolve_weight_path(getattr(weights, key))
+    except ValueError as exc:
+        raise WeightsMissingError(f"weights.{key}: {exc}") from None
 
 
 def check_weight_files(weights):
@@ -24,10 +36,13 @@ def check_weight_files(weights):
     is false: one line naming all that are empty (an empty config would otherwise build the whole
     1024 model before saying so)."""
     for key in WEIGHT_KEYS:
-        path = getattr(weights, key)
+        path = weight_file(weights, key)
         if path and not os.path.isfile(path):
             raise WeightsMissingError(f"{path}: {key} weights not found (see README, 'Pretrained weights')")
-    empty = [f"weights.{key}" for key in WEIGHT_KEYS if not getattr(weights, key)]
+    empty = [f"weights.{key}" for key in WEIGHT_KEYS
+             if not getattr(weights, key) and not getattr(weights, ALTERNATIVES.get(key, key))]
+    if "weights.encoder" in empty:
+        empty.remove("weights.encoder")  # reported as encoder_backbone, the paper's file
     if empty and weights.require:
         raise WeightsMissingError(f"{', '.join(empty)} {'is' if len(empty) == 1 else 'are'} empty: converted "
                                   f"checkpoints are required (see README, 'Pretrained weights'), or set "

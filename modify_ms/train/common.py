@@ -22,8 +22,8 @@ from ..utils.checkpoint import (CheckpointFileError, atomic_write_json, fill_cel
                                 read_arrays, save_arrays)
 from ..utils.images import make_grid
 from .distributed import all_sum, check_world_size, current_world, device_id_for, join_world
-from .checks import (WeightsMissingError, check_weight_files, latest_checkpoint, read_sidecar,  # noqa: F401
-                     restore_rng)  # (re-exported: their home is the MindSpore-free checks module)
+from .checks import (ALTERNATIVES, WeightsMissingError, check_weight_files, latest_checkpoint,  # noqa: F401
+                     read_sidecar, restore_rng, weight_file)  # (re-exported: their home is the MindSpore-free checks module)
 
 
 def setup_runtime(run_cfg, out_dir, cache_key="default", make_dir=True, distributed=False):
@@ -160,20 +160,25 @@ def load_pretrained(nets, loss_nets, weights, log):
         ("discriminator", nets.discriminator, ()),
         # only the IR-SE50 body is pretrained; the pyramid and style heads start fresh (as in pSp)
         ("encoder_backbone", nets.encoder, ("styles.", "latlayer")),
+        ("encoder", nets.encoder, ()),  # or the whole encoder (exclusive with the backbone)
     )
     for key, cell, allow_missing in table:
-        path = _weight_file(getattr(weights, key), key, weights.require, log)
+        if not getattr(weights, key) and (key == "encoder" or getattr(weights, ALTERNATIVES.get(key, key))):
+            continue  # the other of the two encoder files is given (or neither: one note, the backbone's)
+        path = _weight_file(weight_file(weights, key), key, weights.require, log)
         if path:
             arrays, meta = read_arrays(path)
             if key == "discriminator":
                 check_minibatch_stddev(nets.discriminator, meta, path)
-            fill_cell(cell, arrays, path, allow_missing=allow_missing)
-    path = _weight_file(weights.identity, "identity", weights.require, log)
+            # a converted pSp file (python -m weights_convert psp) holds its encoder under 'encoder.'
+            prefix = "encoder." if key == "encoder" and meta.get("format") == "modify_ms.psp" else ""
+            fill_cell(cell, arrays, path, prefix=prefix, allow_missing=allow_missing)
+    path = _weight_file(weight_file(weights, "identity"), "identity", weights.require, log)
     if path:
         load_identity_weights(loss_nets.identity, path)
     # without a file the linear layers are still the packaged v0.1 ones (never random)
     load_lpips_weights(loss_nets.lpips, loss_nets.cfg.lpips_net,
-                       _weight_file(weights.lpips, "lpips", weights.require, log) or None)
+                       _weight_file(weight_file(weights, "lpips"), "lpips", weights.require, log) or None)
     # (the decoder's latent_avg, from its checkpoint, is the origin of E's and M's offsets: ModifyNets.w_plus)
 
 

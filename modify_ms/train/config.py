@@ -140,9 +140,17 @@ class WeightsConfig:
     generator: str = ""         # python -m weights_convert stylegan2 stylegan2-ffhq-config-f.pt ... --which g_ema
     discriminator: str = ""     # ... --which d
     encoder_backbone: str = ""  # python -m weights_convert irse50 model_ir_se50.pth ...
+    # or the whole encoder (body, pyramid and style heads): a converted pSp file (its encoder part),
+    # a stage-1 run's E through tools/export_weights.py, or the quickstart's 'builtin:prior64_encoder'
+    encoder: str = ""
     identity: str = ""          # the same model_ir_se50.pth, converted for the identity loss
     lpips: str = ""             # LPIPS linear layers + AlexNet/VGG backbone
     require: bool = True        # an empty path is an error (set false for smoke tests)
+
+    def validate(self):
+        if self.encoder and self.encoder_backbone:
+            raise ValueError("weights.encoder and weights.encoder_backbone both name a file: the whole encoder "
+                             "already holds its backbone; give one of them")
 
 
 @dataclass(frozen=True)
