@@ -243,11 +243,12 @@ class PathLengthLoss(nn.Cell):
 
 
 class EMAUpdate(nn.Cell):
-    """g_ema <- decay g_ema + (1 - decay) G (rosinality's accumulate), one graph."""
+    """g_ema <- decay g_ema + (1 - decay) G (rosinality's accumulate), one graph, over G's trained
+    parameters; the frozen style encoder is copied once when its phase ends (copy_params)."""
 
     def __init__(self, ema, model, decay):
         super().__init__(auto_prefix=False)
-        names = [n for n, p in model.parameters_and_names() if p.requires_grad]
+        names = [n for n, p in model.parameters_and_names() if p.requires_grad and not n.startswith("embedder.")]
         ema_params = dict(ema.parameters_and_names())
         model_params = dict(model.parameters_and_names())
         self.ema = ms.ParameterTuple([ema_params[n] for n in names])
