@@ -27,6 +27,7 @@ TINY = [
     "model.encoder.channels=[16, 16, 16, 16]", "model.remap.n_layers=1",
     "model.discriminator.channel_max=16", "model.loss_nets.identity_channels=[16, 16, 16, 16]",
     "data.num_workers=1", "data.multiprocessing=false", "data.max_images=12", "run.compile_cache=false",
+    "weights.generator=", "weights.encoder=",  # random init: the packaged prior is the quickstart's width
     "phases=[{steps: 3, weights: {lpips: 0.8, adv_r: 0.1, l2: 0.8, id: 1.0}, train: [encoder, decoder]},"
     " {steps: 3, weights: {swap: 1.0, adv_z: 0.1}, train: [encoder, decoder, remap]}]",
 ]

@@ -32,6 +32,7 @@ NARROW = [  # the quickstart's architecture at a width that trains in seconds
     "model.encoder.channels=[16, 16, 16, 16]",
     "model.discriminator.channel_max=16", "model.loss_nets.identity_channels=[16, 16, 16, 16]",
     "model.remap.n_layers=1", "run.compile_cache=false",
+    "weights.generator=", "weights.encoder=",  # from random weights: the packaged prior is the quickstart's width
 ]
 
 
