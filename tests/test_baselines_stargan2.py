@@ -1,6 +1,7 @@
 """StarGAN v2's networks and losses against the torch reference written from the mathematics
 (tests/reference/stargan2_ref.py): forward and gradients (inputs and parameters), GRAPH and
-PYNATIVE, at narrow widths with the official depth formulas. Tolerance 1e-5 relative to the
+PYNATIVE (the two generators' GRAPH variants marked slow: their gradient graphs take ~45 s to
+compile), at narrow widths with the official depth formulas. Tolerance 1e-5 relative to the
 reference's largest magnitude (float32; the deepest net, G with the high-pass path, 2e-5)."""
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import torch
 from mindspore import nn, ops
 
 from parity_utils import assert_close, copy_torch_to_ms, m, t
+from stargan2_modes import mode_graph_slow  # noqa: F401  (fixture)
 from reference import stargan2_ref as ref
 
 from baselines_ms.stargan2 import networks as net
@@ -122,12 +124,12 @@ def test_generator_depths():
     assert g.skip == (False, False, False, True, True, True, False)  # decoder outputs 32, 64, 128
 
 
-def test_generator(ms_mode, generators):
+def test_generator(mode_graph_slow, generators):
     x, s = images(32), styles()
     check(*generators[0], [m(x), m(s)], [t(x), t(s)], 2)
 
 
-def test_generator_high_pass_path(ms_mode, generators):
+def test_generator_high_pass_path(mode_graph_slow, generators):
     """w_hpf 1 with masks: the residual-only decoder blocks and HPF(mask * cache) at 32 and 64 px."""
     x, s = images(64), styles()
     masks = np.random.default_rng(5).uniform(0, 1, (B, 2, 64, 64)).astype(np.float32)

@@ -3,6 +3,8 @@ their description (tests/reference/stargan2_ref.py: FAN, masks_from_heatmaps, fa
 random weights and BatchNorm statistics (eval mode), at the official size (the FAN's widths and
 its 256 px input are fixed). Forward only (the official FAN is frozen, under no_grad).
 
+PYNATIVE by default; GRAPH_MODE (and the masks of real faces end to end, compiled) marked slow.
+
 Tolerances: heatmaps 1e-5 relative to their largest magnitude; the masks 1e-4 absolute on values
 in [0, 1] (thresholding at 0.1 and the min-max normalisation divide by ranges of the heatmaps)."""
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 import torch
 
 from parity_utils import assert_close, copy_torch_to_ms, m, t
+from stargan2_modes import mode_graph_slow  # noqa: F401  (fixture)
 from reference import stargan2_ref as ref
 
 from baselines_ms.stargan2.wing import FAN, HeatmapMasks
@@ -41,7 +44,7 @@ def faces():
     return np.stack([p.transpose(2, 0, 1) / 127.5 - 1 for p in builtin_photos(256)[:2]]).astype(np.float32)
 
 
-def test_fan_heatmaps(ms_mode, fans, faces):
+def test_fan_heatmaps(mode_graph_slow, fans, faces):
     ms_fan, torch_fan, _ = fans
     x = faces * 0.5 + 0.5
     with torch.no_grad():
@@ -50,7 +53,7 @@ def test_fan_heatmaps(ms_mode, fans, faces):
     assert_close(ms_fan(m(x)), want, 1e-5, "FAN heatmaps")
 
 
-def test_masks_preprocess(ms_mode, fans):
+def test_masks_preprocess(mode_graph_slow, fans):
     """preprocess alone on heatmaps with every part's peak placed (shifts, powers, zeroed maps)."""
     rng = np.random.default_rng(3)
     yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
@@ -65,6 +68,7 @@ def test_masks_preprocess(ms_mode, fans):
     assert bool((want[:, 1] <= want[:, 0] + 1e-6).all())
 
 
+@pytest.mark.slow  # the whole mask path compiled in GRAPH_MODE
 def test_masks_from_faces(fans, faces):
     _, torch_fan, masks = fans
     got = masks(m(faces)).asnumpy()

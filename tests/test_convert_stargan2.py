@@ -131,7 +131,7 @@ def load_converted(path):
     return cells, meta
 
 
-@pytest.mark.parametrize("w_hpf", [0, 1])
+@pytest.mark.parametrize("w_hpf", [0, pytest.param(1, marks=pytest.mark.slow)])  # 1: with the full-size FAN
 def test_cli_converts_and_matches_torch(saved, tmp_path, w_hpf):
     nets, size, src, _ = saved[w_hpf]
     dst = str(tmp_path / "sg2.ckpt")

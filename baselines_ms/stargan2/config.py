@@ -23,7 +23,7 @@ class StarGAN2ModelConfig:
     style_dim: int = 64
     latent_dim: int = 16
     max_conv_dim: int = 512
-    w_hpf: float = 0.0       # 0: no high-pass skip (afhq); 1: with FAN masks (celeba_hq; needs the FAN)
+    w_hpf: float = 0.0       # 0: no high-pass skip (afhq); 1: with FAN masks (celeba_hq; needs fan_weights)
     first_dim: int = 0       # 0: the official 2**14 // img_size (a narrower value: tests, quickstart)
     hidden_dim: int = 512    # the mapping network's width (hard-coded 512 officially)
 
@@ -75,6 +75,7 @@ class StarGAN2Config:
     rand_crop: float = 0.5    # probability of RandomResizedCrop(scale [0.8, 1], ratio [0.9, 1.1])
     steps: int = 100000       # total_iters
     ema_beta: float = 0.999
+    fan_weights: str = ""     # model.w_hpf > 0: the converted wing file (or a converted celeba_hq file)
     losses: StarGAN2Losses = field(default_factory=StarGAN2Losses)
     optim: StarGAN2Optim = field(default_factory=StarGAN2Optim)
     run: RunConfig = field(default_factory=lambda: RunConfig(out_dir="runs/stargan2", seed=777))
@@ -90,10 +91,9 @@ class StarGAN2Config:
                 raise ValueError(f"domains[{i}].size ({data.size}) must equal model.img_size ({self.model.img_size})")
         if self.batch_size < 1 or self.steps < 1 or not 0 <= self.rand_crop <= 1 or not 0 <= self.ema_beta <= 1:
             raise ValueError("batch_size and steps must be >= 1, rand_crop and ema_beta in [0, 1]")
-        if self.model.w_hpf > 0:
-            # the cycle loss needs the FAN masks of each fake (core/solver.py): no FAN here yet
-            raise ValueError("model.w_hpf > 0 needs the FAN (wing) face-alignment network for its masks, "
-                             "which this implementation does not have yet: train with model.w_hpf=0")
+        if self.model.w_hpf > 0 and not self.fan_weights:
+            raise ValueError("model.w_hpf > 0 needs fan_weights: the FAN (wing) converted with python -m "
+                             "weights_convert stargan2 wing.ckpt FAN.ckpt (the official --wing_path)")
         if self.run.precision != "fp32":
             raise ValueError("run.precision: StarGAN v2 trains in fp32 only here")
 
@@ -102,4 +102,11 @@ class StarGAN2Config:
         return self.steps
 
     def check_weight_files(self):
-        """StarGAN v2 trains from scratch (the official code starts from he_init): no weight files."""
+        """StarGAN v2 trains from scratch (he_init); with w_hpf > 0 the frozen FAN's file must exist."""
+        import os
+
+        from modify_ms.train.checks import WeightsMissingError
+
+        if self.model.w_hpf > 0 and not os.path.isfile(self.fan_weights):
+            raise WeightsMissingError(f"{self.fan_weights}: fan_weights not found (convert wing.ckpt with "
+                                      f"python -m weights_convert stargan2)")

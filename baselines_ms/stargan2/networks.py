@@ -328,7 +328,8 @@ class StarGAN2Nets(nn.Cell):
     """The trained networks and their EMA copies under the official names (``generator``,
     ``mapping_network``, ``style_encoder``, ``discriminator``; ``*_ema``). ``model``: a
     StarGAN2ModelConfig; ``with_training``: the discriminator and the trained copies too (a
-    stylizer builds the EMA copies only)."""
+    stylizer builds the EMA copies only). With w_hpf > 0 also ``fan`` (frozen) and ``masks``
+    (its HeatmapMasks)."""
 
     EMA = ("generator", "mapping_network", "style_encoder")
 
@@ -343,6 +344,14 @@ class StarGAN2Nets(nn.Cell):
         if with_training:
             for name in self.EMA + ("discriminator",):
                 setattr(self, name, self.build(name))
+        self.fan = self.masks = None
+        if model.w_hpf > 0:  # the masks' FAN: frozen, from a converted wing file (the trainer fills it)
+            from .wing import FAN, HeatmapMasks
+
+            self.fan = FAN()
+            for p in self.fan.get_parameters():
+                p.requires_grad = False
+            self.masks = HeatmapMasks(self.fan)
 
     def build(self, name):
         m, k = self.model, self.num_domains
@@ -368,4 +377,6 @@ class StarGAN2Nets(nn.Cell):
         names = [f"{n}_ema" for n in self.EMA]
         if self.with_training:
             names += list(self.EMA) + ["discriminator"]
+        if self.fan is not None:
+            names.append("fan")
         return {name: getattr(self, name) for name in names}

@@ -77,32 +77,35 @@ class DiscriminatorLoss(nn.Cell):
         self.nets, self.guide, self.lambda_reg = nets, Guide(nets, guide), lambda_reg
         self.r1 = R1Penalty(nets.discriminator)
 
-    def construct(self, x_real, y_org, y_trg, source):
+    def construct(self, x_real, y_org, y_trg, source, masks=None):
         loss_real = bce_logits(self.nets.discriminator(x_real, y_org), 1)
         loss_reg = self.r1(x_real, y_org)
-        x_fake = ops.stop_gradient(self.nets.generator(x_real, self.guide(source, y_trg)))
+        x_fake = ops.stop_gradient(self.nets.generator(x_real, self.guide(source, y_trg), masks))
         loss_fake = bce_logits(self.nets.discriminator(x_fake, y_trg), 0)
         return loss_real + loss_fake + self.lambda_reg * loss_reg, (loss_real, loss_fake, loss_reg)
 
 
 class GeneratorLoss(nn.Cell):
     """(total, (adv, sty, ds, cyc)); ``source``, ``source2``: z and z2, or x_ref and x_ref2 (two
-    references of the target domain); ``lambda_ds`` a float32 scalar tensor (it decays)."""
+    references of the target domain); ``lambda_ds`` a float32 scalar tensor (it decays); ``masks``
+    (w_hpf > 0) the FAN masks of x_real, those of the fake for the cycle computed here."""
 
     def __init__(self, nets, guide, lambda_sty, lambda_cyc):
         super().__init__(auto_prefix=False)
         self.nets, self.guide = nets, Guide(nets, guide)
         self.lambda_sty, self.lambda_cyc = lambda_sty, lambda_cyc
 
-    def construct(self, x_real, y_org, y_trg, source, source2, lambda_ds):
+    def construct(self, x_real, y_org, y_trg, source, source2, lambda_ds, masks=None):
         G, E = self.nets.generator, self.nets.style_encoder
         s_trg = self.guide(source, y_trg)
-        x_fake = G(x_real, s_trg)
+        x_fake = G(x_real, s_trg, masks)
         loss_adv = bce_logits(self.nets.discriminator(x_fake, y_trg), 1)
         loss_sty = l1(E(x_fake, y_trg), s_trg)
-        x_fake2 = ops.stop_gradient(G(x_real, self.guide(source2, y_trg)))
+        x_fake2 = ops.stop_gradient(G(x_real, self.guide(source2, y_trg), masks))
         loss_ds = l1(x_fake, x_fake2)
-        loss_cyc = l1(G(x_fake, E(x_real, y_org)), x_real)
+        # w_hpf > 0: the cycle's masks are the FAN's of the fake (no gradient through them)
+        masks_fake = None if masks is None else self.nets.masks(x_fake)
+        loss_cyc = l1(G(x_fake, E(x_real, y_org), masks_fake), x_real)
         total = loss_adv + self.lambda_sty * loss_sty - lambda_ds * loss_ds + self.lambda_cyc * loss_cyc
         return total, (loss_adv, loss_sty, loss_ds, loss_cyc)
 

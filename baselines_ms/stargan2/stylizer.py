@@ -58,6 +58,7 @@ class StarGAN2Stylizer:
         nets = StarGAN2Nets(cfg.model, len(cfg.domains), with_training=False)
         load_checkpoint_into(checkpoint, nets.groups(), partial=True)
         self.generator, self.mapping, self.encoder = nets.generator_ema, nets.mapping_network_ema, nets.style_encoder_ema
+        self.masks = nets.masks  # w_hpf > 0: the run's FAN (saved with its checkpoints)
         self.domain_names, self.size, self.seed = list(cfg.domain_names), cfg.model.img_size, cfg.run.seed
 
     def _from_file(self, path):

@@ -3,7 +3,9 @@
 Each iteration draws a batch on the host (``data.DomainSampler``: sources, two references of the
 target domain, labels) and z, z2 ~ N(0, I), then runs the official four updates and the EMA
 (``steps``): D (latent), D (reference), G+F+E (latent), G (reference), EMA of G, F, E with
-``ema_beta``; lambda_ds follows ``steps.ds_weight``. Separate Adam optimisers (lr, f_lr for F,
+``ema_beta``; lambda_ds follows ``steps.ds_weight``. With model.w_hpf > 0 (the CelebA-HQ setting)
+the frozen FAN of ``fan_weights`` gives every update the masks of the sources, and the cycle those
+of the fake (``wing.HeatmapMasks``), as the official solver's ``fan.get_heatmap``. Separate Adam optimisers (lr, f_lr for F,
 betas, weight decay of ``optim``). The networks start as the official ones do (he_init, the
 EMA copies from torch's default initialisation), from run.seed.
 
@@ -64,7 +66,7 @@ class StarGAN2Updates:
                                       pairs("generator"))
         self.ema = MovingAverage([(getattr(nets, n), getattr(nets, f"{n}_ema")) for n in StarGAN2Nets.EMA],
                                  cfg.ema_beta)
-        self.losses = w
+        self.losses, self.masks = w, nets.masks
 
     def __call__(self, batch, z, z2, step):
         """One iteration; returns the record (device scalars) without the step number."""
@@ -73,18 +75,29 @@ class StarGAN2Updates:
         z, z2 = ms.Tensor(z), ms.Tensor(z2)
         lambda_ds = ds_weight(step, self.losses.lambda_ds, self.losses.ds_iter)
         lam = ms.Tensor(lambda_ds, ms.float32)
+        masks = () if self.masks is None else (self.masks(x),)  # w_hpf > 0: the FAN masks of the sources
         record = {}
-        for name, (total, terms) in (("d_latent", self.d_latent(x, y_org, y_trg, z)),
-                                     ("d_ref", self.d_reference(x, y_org, y_trg, x_ref))):
+        for name, (total, terms) in (("d_latent", self.d_latent(x, y_org, y_trg, z, *masks)),
+                                     ("d_ref", self.d_reference(x, y_org, y_trg, x_ref, *masks))):
             record[name] = total
             record.update({f"{name}_{k}": v for k, v in zip(D_TERMS, terms)})
-        for name, (total, terms) in (("g_latent", self.g_latent(x, y_org, y_trg, z, z2, lam)),
-                                     ("g_ref", self.g_reference(x, y_org, y_trg, x_ref, x_ref2, lam))):
+        for name, (total, terms) in (("g_latent", self.g_latent(x, y_org, y_trg, z, z2, lam, *masks)),
+                                     ("g_ref", self.g_reference(x, y_org, y_trg, x_ref, x_ref2, lam, *masks))):
             record[name] = total
             record.update({f"{name}_{k}": v for k, v in zip(G_TERMS, terms)})
         self.ema()
         record["lambda_ds"] = lambda_ds
         return record
+
+
+def load_fan(fan, path):
+    """Fill the frozen FAN from a converted file's ``fan/`` group (a wing file or a celeba_hq file)."""
+    from modify_ms.utils.checkpoint import CheckpointFileError, fill_cell, read_arrays
+
+    arrays, _meta = read_arrays(path)
+    if not any(k.startswith("fan/") for k in arrays):
+        raise CheckpointFileError(f"{path}: no FAN in this file (convert wing.ckpt with python -m weights_convert stargan2)")
+    fill_cell(fan, arrays, path, prefix="fan/")
 
 
 class StarGAN2Trainer(Stage1Trainer):
@@ -101,6 +114,8 @@ class StarGAN2Trainer(Stage1Trainer):
         self.sampler = DomainSampler(domains, cfg.model.img_size, cfg.rand_crop, partner_seed=cfg.run.seed)
         self.nets = StarGAN2Nets(cfg.model, len(domains))
         self.nets.init_weights(cfg.run.seed)
+        if self.nets.fan is not None:
+            load_fan(self.nets.fan, cfg.fan_weights)
         self.updates = StarGAN2Updates(self.nets, cfg)
         self.optimizers = self.updates.optimizers
         self.rng = worker_rng(cfg.run.seed, self.world)
@@ -146,12 +161,13 @@ class StarGAN2Trainer(Stage1Trainer):
         z = ms.Tensor(np.random.default_rng([self.cfg.run.seed, 3]).standard_normal(
             (n, self.cfg.model.latent_dim), dtype=np.float32))
         xt = ms.Tensor(x)
+        masks = () if nets.masks is None else (nets.masks(xt),)
         rows = [x]
         for domain in range(k):
             y = ms.Tensor(np.full(n, domain, np.int32))
-            rows.append(nets.generator_ema(xt, nets.mapping_network_ema(z, y)).asnumpy())
+            rows.append(nets.generator_ema(xt, nets.mapping_network_ema(z, y), *masks).asnumpy())
         y_ref = ms.Tensor(np.full(n, k - 1, np.int32))
-        rows += [refs, nets.generator_ema(xt, nets.style_encoder_ema(ms.Tensor(refs), y_ref)).asnumpy()]
+        rows += [refs, nets.generator_ema(xt, nets.style_encoder_ema(ms.Tensor(refs), y_ref), *masks).asnumpy()]
         return [np.clip(r, -1, 1) for r in rows]
 
     def sample(self, metrics, bar):
@@ -184,6 +200,7 @@ def train_stargan2(cfg, run_dir, resume=False, max_steps=None, log=print, domain
     is checked before any network is built or any file written."""
     for data in cfg.domains:
         check_run_dir(run_dir, resume, data.path)
+    cfg.check_weight_files()
     point = ResumePoint(check_resume_point(run_dir)) if resume else None
     domains = domains if domains is not None else open_domains(cfg, log)
     log(f"{METHOD}: {cfg.steps} iterations, batch {cfg.batch_size}, domains "

@@ -219,8 +219,8 @@ def d_loss(nets, x_real, y_org, y_trg, lambda_reg, z_trg=None, x_ref=None, masks
     return loss_real + loss_fake + lambda_reg * loss_reg, (loss_real, loss_fake, loss_reg)
 
 
-def g_loss(nets, x_real, y_org, y_trg, lambdas, z_trgs=None, x_refs=None, masks=None):
-    """lambdas: (sty, ds, cyc). The cycle's masks: the same ``masks`` (FAN of the fake is not built here)."""
+def g_loss(nets, x_real, y_org, y_trg, lambdas, z_trgs=None, x_refs=None, masks=None, fan=None):
+    """lambdas: (sty, ds, cyc). With ``fan`` (w_hpf > 0) the cycle's masks are fan_masks of the fake."""
     lambda_sty, lambda_ds, lambda_cyc = lambdas
     G, Fm, E, D = nets["generator"], nets["mapping_network"], nets["style_encoder"], nets["discriminator"]
     s_trg = Fm(z_trgs[0], y_trg) if z_trgs is not None else E(x_refs[0], y_trg)
@@ -230,7 +230,8 @@ def g_loss(nets, x_real, y_org, y_trg, lambdas, z_trgs=None, x_refs=None, masks=
     s_trg2 = Fm(z_trgs[1], y_trg) if z_trgs is not None else E(x_refs[1], y_trg)
     x_fake2 = G(x_real, s_trg2, masks).detach()
     loss_ds = torch.mean(torch.abs(x_fake - x_fake2))
-    x_rec = G(x_fake, E(x_real, y_org), masks)
+    masks_fake = fan_masks(fan, x_fake) if fan is not None else masks
+    x_rec = G(x_fake, E(x_real, y_org), masks_fake)
     loss_cyc = torch.mean(torch.abs(x_rec - x_real))
     total = loss_adv + lambda_sty * loss_sty - lambda_ds * loss_ds + lambda_cyc * loss_cyc
     return total, (loss_adv, loss_sty, loss_ds, loss_cyc)
