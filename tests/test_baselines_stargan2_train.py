@@ -269,3 +269,18 @@ def test_high_pass_losses_with_fan_masks():
     for name, a, b in zip(("adv", "sty", "ds", "cyc"), ms_terms, terms):
         assert_close(a, b, 2e-5, f"{name}, w_hpf 1")
     compare_grads(params, grads, {n: nets[n] for n in trained}, 5e-4)
+
+
+def test_official_initialisation_is_seeded():
+    """he_init on the trained networks (N(0, 2 / fan_in), zero biases), torch's default uniform
+    +-1/sqrt(fan_in) on the EMA copies (the official deep-copy-before-init quirk); one seed fixes all."""
+    a, b = StarGAN2Nets(MODEL, K), StarGAN2Nets(MODEL, K)
+    a.init_weights(5)
+    b.init_weights(5)
+    for (name, p), q in zip(a.parameters_and_names(), b.get_parameters()):
+        assert np.array_equal(p.asnumpy(), q.asnumpy()), name
+    w = a.generator.encode[1].conv1.weight.asnumpy()  # 16 x 16 x 3 x 3: fan_in 144
+    assert abs(w.std() / np.sqrt(2.0 / 144) - 1) < 0.1 and not a.generator.encode[1].conv1.bias.asnumpy().any()
+    e = a.generator_ema.encode[1].conv1.weight.asnumpy()
+    assert np.abs(e).max() <= 1 / 12 and abs(e.std() / (1 / 12 / np.sqrt(3)) - 1) < 0.1
+    assert np.abs(a.generator_ema.encode[1].conv1.bias.asnumpy()).max() > 0

@@ -198,6 +198,8 @@ def test_converted_model_stylizes_through_the_registry(saved, tmp_path):
         s = nets["mapping_network"](t(z.astype(np.float32)), torch.tensor([1, 1]))
         want = nets["generator"](t(x), s).clamp(-1, 1)
     assert_close(out, want, 1e-5, "stylized")
+    ks = stylizer.variants(x[:1], 2, names=names[:1])
+    assert ks.shape == (1, 2, 3, size, size) and np.abs(ks[0, 0] - ks[0, 1]).mean() > 1e-3  # two z, two outputs
     with pytest.raises(StylizerError, match="target must be one of"):
         create_stylizer("stargan2", dst, target="7")
 
