@@ -4,7 +4,8 @@ a 32 px generator (8 W+ rows, style_dim 16, 16 channels) and a VGG-19 of the rea
 (4, 6, 8, 8, 8) (the full-width VGG-19 parity is the slow test at the end).
 
 Tolerance: max |ms - torch| / max |torch| < 2e-5 (forward) and < 2e-4 (gradients, float32 through
-VGG, Gram and a 32 px StyleGAN2), unless stated.
+VGG, Gram and a 32 px StyleGAN2), unless stated. The Gram matrix and NT-Xent run in both modes by
+default; the compiled networks run GRAPH by default and PYNATIVE in the slow run (``mode``).
 """
 import numpy as np
 import pytest
@@ -18,6 +19,14 @@ from reference import blendgan_ref as ref
 SIZE, SDIM, N_MLP, CM, CMAX = 32, 16, 2, 1, 16
 WIDTHS, EMBED_MLP, STYLE_IN = (4, 6, 8, 8, 8), 3, 32
 FWD, GRAD = 2e-5, 2e-4
+
+
+@pytest.fixture(params=["graph", pytest.param("pynative", marks=pytest.mark.slow)])
+def mode(request):
+    """GRAPH by default, PYNATIVE in the slow run (the CI budget: each compiled case costs seconds)."""
+    ms.set_context(mode=ms.GRAPH_MODE if request.param == "graph" else ms.PYNATIVE_MODE)
+    yield request.param
+    ms.set_context(mode=ms.GRAPH_MODE)
 
 
 def ms_name(key):
@@ -62,7 +71,7 @@ def test_gram_matrix(ms_mode):
     assert_close(gram_matrix(m(f)), ref.gram(t(f)), FWD, "gram")
 
 
-def test_style_encoder_forward_and_gradients(pair, ms_mode):
+def test_style_encoder_forward_and_gradients(pair, mode):
     """z_s = predictor(concat Gram(VGG taps)) and its gradients wrt the input image and the predictor."""
     tg, mg = pair
     _, x = inputs(1, size=2 * STYLE_IN)  # 64 px input: the adaptive pooling to 32 acts
@@ -87,8 +96,8 @@ def test_style_encoder_forward_and_gradients(pair, ms_mode):
     assert not any(p.requires_grad for p in enc.vgg.get_parameters())  # the VGG is frozen
 
 
-@pytest.mark.parametrize("index", [0, 3, 8])
-def test_blending_forward_and_gradients(pair, ms_mode, index):
+@pytest.mark.parametrize("index", [0, pytest.param(3, marks=pytest.mark.slow), pytest.param(8, marks=pytest.mark.slow)])
+def test_blending_forward_and_gradients(pair, mode, index):
     """The WBM as the official code composes it, for i = 0 (all rows blended), 3 and 8 (= L: face only)."""
     from baselines_ms.blendgan.networks import face_rows
 
@@ -131,7 +140,7 @@ def test_natural_face_equals_plain_generator(pair):
         np.testing.assert_array_equal(mg(w, m(zs), face_rows(mg.n_latent, mg.n_latent)).asnumpy(), plain)
 
 
-def test_projection_discriminator(ms_mode):
+def test_projection_discriminator(mode):
     from baselines_ms.blendgan.networks import ProjectionDiscriminator
 
     torch.manual_seed(1)
@@ -174,7 +183,7 @@ def test_nt_xent(ms_mode):
         assert_close(g2, gb, GRAD, "dNT-Xent/dp2")
 
 
-def test_path_length_penalty_and_its_gradient(pair, ms_mode):
+def test_path_length_penalty_and_its_gradient(pair, mode):
     """Path lengths (a double backward) and the penalty's gradient wrt a synthesis weight."""
     from baselines_ms.blendgan.networks import PathLengthPenalty, PathLengths
 
@@ -188,22 +197,26 @@ def test_path_length_penalty_and_its_gradient(pair, ms_mode):
     pen_t, target_t = ref.path_penalty(lengths_t, torch.tensor(0.3))
     (gw_t,) = torch.autograd.grad(pen_t, [tg.convs[1].conv.weight])
 
-    pl = PathLengths(mg.generator)
     mnoise = ms.mutable(tuple(m(n) for n in noise))
-    assert_close(pl(m(w_plus), m(img_noise), mnoise), lengths_t.detach(), GRAD, "path lengths")
-    if ms_mode == "pynative":
+    penalty = PathLengthPenalty(mg.generator)
+    mean = ms.Tensor(0.3, ms.float32)
+    if mode == "pynative":
+        lengths = PathLengths(mg.generator)(m(w_plus), m(img_noise), mnoise)
+        assert_close(lengths, lengths_t.detach(), GRAD, "path lengths")
         # MindSpore 2.10 PYNATIVE returns zero second-order gradients for the synthesis weights even
         # through the compiled cell (measured); BlendGAN trains in GRAPH only (config.validate)
+        value, target = penalty(m(w_plus), m(img_noise), mnoise, mean)
+        assert_close(value, pen_t.detach(), GRAD, "path penalty")
         return
     weight = mg.generator.convs[1].conv.weight
-    grad_fn = ms.value_and_grad(PathLengthPenalty(mg.generator), None, [weight], has_aux=True)
-    (value, target), (gw,) = grad_fn(m(w_plus), m(img_noise), mnoise, ms.Tensor(0.3, ms.float32))
+    grad_fn = ms.value_and_grad(penalty, None, [weight], has_aux=True)
+    (value, target), (gw,) = grad_fn(m(w_plus), m(img_noise), mnoise, mean)
     assert_close(target, target_t, GRAD, "running mean")
     assert_close(value, pen_t.detach(), GRAD, "path penalty")
     assert_close(gw, gw_t, 1e-3, "d penalty / d convs.1 weight")  # third-order chain in float32
 
 
-def test_r1_penalty(ms_mode):
+def test_r1_penalty(mode):
     from baselines_ms.blendgan.networks import ProjectionDiscriminator, R1Penalty
     from reference.stylegan2_ref import randomize_
 

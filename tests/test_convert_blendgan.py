@@ -8,8 +8,8 @@
 * End to end: tiny files in the real layouts written by ``torch.save`` go through the CLI as a
   subprocess: the whole generator on random weights (embedded style encoder included), converted,
   renders as the torch reference does for i = 0, 6-like and L (rel 2e-5), reference-guided z_s
-  included; the psp encoder and the style encoder encode as torch does; a missing key, an extra key,
-  a bad shape and the wrong ``--what`` each exit 2 with one line.
+  included; the style encoder and VGG-19 (and, slow, the psp encoder) encode as torch does; a missing
+  key, an extra key, a bad shape and the wrong ``--what`` each exit 2 with one line.
 """
 import os
 import subprocess
@@ -193,13 +193,12 @@ def test_bad_generator_files_exit_2(converted, torch_generator):
     assert proc.returncode == 2 and "not a BlendGAN vgg19 file" in proc.stderr
 
 
-def test_style_and_psp_encoders_and_vgg19(tmp_path, torch_generator):
-    """style_encoder.pt (bare state_dict), psp_encoder.pt ({state_dict: encoder.* + decoder.*, latent_avg})
-    and a torchvision VGG-19 state_dict, each through the CLI; the encoders encode as torch does."""
+def test_style_encoder_and_vgg19(tmp_path, torch_generator):
+    """style_encoder.pt (a bare state_dict) and a torchvision VGG-19 state_dict, each through the CLI:
+    the style encoder encodes (256 px input pooled to 256: the official size) and the VGG taps as torch's."""
     import mindspore as ms
 
-    from reference.irse_ref import PSPEncoder, randomize
-    from weights_convert.blendgan import build_psp_encoder, build_style_encoder, load_vgg19
+    from weights_convert.blendgan import build_style_encoder, load_vgg19
     from modify_ms.models.vgg import VGG19Features
 
     se_src, se_dst = str(tmp_path / "style_encoder.pt"), str(tmp_path / "se.ckpt")
@@ -232,6 +231,17 @@ def test_style_and_psp_encoders_and_vgg19(tmp_path, torch_generator):
         expected = taps_t(t(img))
     for got, want in zip(cell(ms.Tensor(img)), expected):
         assert_close(got, want, 2e-5, "VGG-19 tap")
+
+
+
+@pytest.mark.slow
+def test_psp_encoder(tmp_path):
+    """psp_encoder.pt ({state_dict: encoder.* (+ decoder.*, ignored as the official loader does), latent_avg})
+    through the CLI encodes as the torch reference (W+ + latent_avg); without latent_avg: exit 2."""
+    import mindspore as ms
+
+    from reference.irse_ref import PSPEncoder, randomize
+    from weights_convert.blendgan import build_psp_encoder
 
     torch.manual_seed(3)
     psp = randomize(PSPEncoder(8, 64, units=(1, 1, 1, 1), channels=(16, 24, 32, 48)), seed=25).eval()
