@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import mindspore as ms
 import torch
-from mindspore import nn, ops
+from mindspore import nn
 
 from parity_utils import assert_close, copy_torch_to_ms, m, t
 from stargan2_modes import mode_graph_slow  # noqa: F401  (fixture)
@@ -224,8 +224,6 @@ def test_high_pass_losses_with_fan_masks():
     forward (2e-5) and gradients (5e-4: the cycle's masks come from the FAN of the fake, whose 0.1
     threshold and min-max normalisation turn float32 differences of the fake into mask differences
     up to 1e-4; measured up to 1.6e-4 on the encoder's first layers)."""
-    from baselines_ms.stargan2.wing import FAN
-
     model = dataclasses.replace(MODEL, img_size=64, w_hpf=1.0)
     ms_nets = StarGAN2Nets(model, K)
     kw = dict(max_conv_dim=model.max_conv_dim, first_dim=model.first_dim)

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 
 from modify_ms.commands import REPO_ROOT
