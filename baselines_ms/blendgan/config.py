@@ -117,8 +117,8 @@ class BlendGANConfig:
             raise ValueError(f"target.batch_size ({self.target.batch_size}) must equal data.batch_size "
                              f"({self.data.batch_size})")
         reg = self.regularization
-        if self.data.batch_size // reg.path_batch_shrink < 1:
-            raise ValueError(f"data.batch_size // regularization.path_batch_shrink must be >= 1")
+        if reg.path_batch_shrink < 1 or reg.d_reg_every < 1 or reg.g_reg_every < 1:
+            raise ValueError("regularization: path_batch_shrink, d_reg_every and g_reg_every must be >= 1")
         if self.run.mode != "graph":
             raise ValueError("run.mode must be graph for BlendGAN training (second-order gradients: R1 and the "
                              "path-length penalty; MindSpore 2.10's PYNATIVE gets them wrong)")
