@@ -235,3 +235,24 @@ def test_r1_penalty(mode):
     value, (gl,) = ms.value_and_grad(penalty, None, [md.l_out.weight])(m(x), m(zs))
     assert_close(value, pen_t.detach(), GRAD, "R1")
     assert_close(gl, gl_t, 1e-3, "dR1/dl_out")
+
+
+@pytest.mark.slow
+def test_full_width_vgg19_gram_vector():
+    """The real VGG-19 widths (64 .. 512): the five taps' Gram vector (610,304 values at any input
+    size) equals the torch reference's StyleEmbedder on the same random weights (GRAPH)."""
+    from baselines_ms.blendgan.networks import gram_dim, gram_matrix
+    from modify_ms.models.vgg import VGG19Features
+
+    torch.manual_seed(5)
+    embedder = ref.StyleEmbedder(ref.VGG19_WIDTHS, 64)
+    ref.randomize_blend_(embedder, seed=31)
+    vgg = VGG19Features()
+    rename = {f"feature_extractor.vgg_layers.{k}": f"features.{k}" for k in range(37)}
+    copy_torch_to_ms(vgg, embedder, rename=lambda k: rename[k.rsplit(".", 1)[0]] + "." + k.rsplit(".", 1)[1])
+    _, x = inputs(32, batch=1, size=64)
+    with torch.no_grad():
+        expected = embedder(t(x))
+    got = ms.ops.concat([gram_matrix(f).reshape(1, -1) for f in vgg(m(x))], axis=1)
+    assert expected.shape[1] == gram_dim() == 610304
+    assert_close(got, expected, 1e-4, "610,304-d Gram vector")

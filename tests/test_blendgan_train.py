@@ -165,3 +165,17 @@ def test_stylizer_and_one_shot(run, tmp_path):
                              "style_encoder_steps=0", "steps=2", "data.batch_size=1", "target.batch_size=1"])
     trainer = train_blendgan(one, shot, log=lambda _m: None)
     assert trainer.step == 2 and (trainer.queue.codes[:2] == trainer.queue.codes[0]).all()  # z_s: the reference's
+
+
+def test_training_config_errors_are_one_line(tmp_path):
+    """The paper config without its weight files, and a PYNATIVE training run: one line, exit 2, nothing written."""
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = str(tmp_path / "run")
+    cmd = [sys.executable, "tools/train_baseline.py", "--config", "yaml/baselines/blendgan.yaml",
+           "--set", f"run.out_dir={out}", "--set", "run.mode=pynative"]
+    proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=dict(os.environ, GLOG_v="3"))
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+    assert "run.mode must be graph" in proc.stderr and not os.path.exists(out)
