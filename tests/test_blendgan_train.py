@@ -179,3 +179,21 @@ def test_training_config_errors_are_one_line(tmp_path):
     proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=dict(os.environ, GLOG_v="3"))
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
     assert "run.mode must be graph" in proc.stderr and not os.path.exists(out)
+
+
+@pytest.mark.slow
+def test_stylize_tool_with_method_blendgan(run, tmp_path):
+    """tools/stylize.py --method blendgan on the run: the output and --variants files, as for MODIFY."""
+    import subprocess
+    import sys
+
+    _, out, _ = run
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    dst = str(tmp_path / "out")
+    cmd = [sys.executable, "tools/stylize.py", "--method", "blendgan", "--run", out, "--input", "builtin:astronaut",
+           "--output-dir", dst, "--variants", "2", "--opt", "style=builtin:painted/0003", "--opt", "index=4"]
+    proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=dict(os.environ, GLOG_v="3"))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(os.listdir(dst)) == ["astronaut.png", "astronaut_k0.png", "astronaut_k1.png", "astronaut_variants.png"]
+    bad = subprocess.run(cmd[:-2] + ["--opt", "index=99"], cwd=repo, capture_output=True, text=True)
+    assert bad.returncode == 2 and "blending indicator" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

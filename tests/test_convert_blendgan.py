@@ -11,6 +11,7 @@
   included; the style encoder and VGG-19 (and, slow, the psp encoder) encode as torch does; a missing
   key, an extra key, a bad shape and the wrong ``--what`` each exit 2 with one line.
 """
+import json
 import os
 import subprocess
 import sys
@@ -191,6 +192,12 @@ def test_bad_generator_files_exit_2(converted, torch_generator):
         assert not os.path.exists(folder / f"{what}.ckpt")
     proc = _cli("blendgan", src, str(folder / "x.ckpt"), "--what", "vgg19")
     assert proc.returncode == 2 and "not a BlendGAN vgg19 file" in proc.stderr
+    # without the optional latent_avg: estimated as the official mean_latent(4096), and said so
+    torch.save({"g_ema": sd}, str(folder / "no_avg.pt"))
+    proc = _cli("blendgan", str(folder / "no_avg.pt"), str(folder / "no_avg.ckpt"))
+    assert proc.returncode == 0, proc.stderr
+    with open(folder / "no_avg.ckpt.json") as fh:
+        assert json.load(fh)["latent_avg"].startswith("estimated")
 
 
 def test_style_encoder_and_vgg19(tmp_path, torch_generator):

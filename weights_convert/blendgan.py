@@ -156,7 +156,7 @@ def _estimate_latent_avg(generator, params, samples=4096, seed=0):
     """Mean of the face mapping over ``samples`` z ~ N(0, I) (the official ``mean_latent(4096)``)."""
     import mindspore as ms
 
-    face = {k[len("generator."):]: v for k, v in params.items() if k.startswith("generator.style.")}
+    face = {k[len("generator.style."):]: v for k, v in params.items() if k.startswith("generator.style.")}
     for name, param in generator.generator.style.parameters_and_names():
         param.set_data(ms.Tensor(face[name]))
     z = np.random.default_rng(seed).standard_normal((samples, generator.style_dim)).astype(np.float32)
