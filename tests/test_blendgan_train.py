@@ -10,7 +10,6 @@ the queue holds the artistic batches' codes; g_ema carries the trained style enc
 and checkpoints are written, a resume continues; the ``blendgan`` stylizer loads the run (reference-
 and latent-guided, variants); one-shot fine-tuning from the run on one reference.
 """
-import dataclasses
 import os
 
 import numpy as np

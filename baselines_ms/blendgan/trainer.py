@@ -36,9 +36,9 @@ from mindspore import Parameter, Tensor, nn, ops
 from modify_ms.data.dataset import DataPipeline, build_dataset, held_images
 from modify_ms.models.stylegan2 import Discriminator
 from modify_ms.train.checks import check_resume_point, check_run_dir
-from modify_ms.train.common import (MetricsLog, PendingRecords, ResumePoint, RunCheckpoints, host_noise,
-                                    load_checkpoint_into, optimizer_groups, progress, resolve_checkpoint, save_grid,
-                                    seed_everything, setup_runtime, worker_data_config, write_resolved_config)
+from modify_ms.train.common import (ResumePoint, RunCheckpoints, host_noise, load_checkpoint_into, optimizer_groups,
+                                    resolve_checkpoint, save_grid, seed_everything, setup_runtime, worker_data_config,
+                                    write_resolved_config)
 from modify_ms.train.distributed import barrier, worker_rng
 from modify_ms.train.optim import build_optimizer
 from modify_ms.train.stage1 import HELD_IMAGES, Stage1Trainer

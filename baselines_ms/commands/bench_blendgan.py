@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 from baselines_ms.commands.bench_baselines import CPU_HEADER, cpu_columns, with_cpu_time
 from modify_ms.commands import REPO_ROOT
