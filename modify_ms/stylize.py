@@ -10,6 +10,8 @@ A photo that cannot be read is skipped with its reason and the run goes on.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import time
@@ -261,14 +263,29 @@ def plan_outputs(req: StylizeRequest, mode: str, names, source, single, log) -> 
     return plan
 
 
+def graph_settings(cfg) -> str:
+    """The config values compiled into stage 2's graphs as constants (loss weights, adversarial
+    kind and penalty, optimizer, precision, recomputation), as canonical JSON. MindSpore's compile
+    cache does not see a changed constant: a cache shared across these values served the graph of
+    the first (measured: `--set weights.lpips=0` ignored on the second command)."""
+    from .config import to_dict
+
+    run = {k: v for k, v in to_dict(cfg.run).items() if k not in ("out_dir", "compile_cache_dir", "seed")}
+    return json.dumps({"weights": to_dict(cfg.weights), "adversarial": to_dict(cfg.adversarial),
+                       "optim": to_dict(cfg.optim), "run": run}, sort_keys=True)
+
+
 def with_compile_cache(cfg, req: StylizeRequest, stage1_ckpt: str):
     """The config with its compile-cache folder set: in --work-dir, or a shared per-user one.
     MindSpore numbers cached graphs in compilation order, so commands share a cache only when
-    they compile the same graph sequence (same model, mode, batch and variant counts)."""
+    they compile the same graph sequence (same model, mode, batch and variant counts) with the
+    same constants in it (graph_settings)."""
     if cfg.run.compile_cache_dir:
         return cfg
-    key = f"{os.path.realpath(stage1_ckpt)}|{cfg.mode}|{cfg.data.batch_size}|{req.variants}|{req.interpolate}"
-    folder = os.path.join(req.work_dir, "compile_cache") if req.work_dir else default_work_dir("compile", key)
+    settings = hashlib.sha256(graph_settings(cfg).encode("utf-8")).hexdigest()[:16]
+    key = f"{os.path.realpath(stage1_ckpt)}|{cfg.mode}|{cfg.data.batch_size}|{req.variants}|{req.interpolate}|{settings}"
+    folder = os.path.join(req.work_dir, "compile_cache", settings) if req.work_dir else \
+        default_work_dir("compile", key)
     return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, compile_cache_dir=folder))
 
 

@@ -218,3 +218,12 @@ def test_same_command_twice_gives_the_same_bytes(stage1_run, tmp_path):
         outs.append((files, objective))
     assert outs[0] == outs[1]
     assert len(outs[0][0]) == 4 and len(outs[0][1]) == 1  # main, 2 variants, grid; one objective line
+    # other loss weights are other graph constants: the shared compile cache must not serve the
+    # first command's graphs (it did: the objective came out unchanged)
+    args = [a.replace(STAGE1, stage1_run) for a in _stylize(
+        "--input", "builtin:astronaut", "--output", str(tmp_path / "l2" / "astronaut.png"), "--steps", "2",
+        "--variants", "2", "--interpolate", "2", "--set", "weights.lpips=0", "--set", "weights.id=0")]
+    proc = run_tool(args, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    objective = [line.split(": ", 1)[1].split("; wrote")[0] for line in proc.stderr.splitlines() if "objective" in line]
+    assert len(objective) == 1 and objective != outs[0][1], (objective, outs[0][1])
