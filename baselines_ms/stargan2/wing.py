@@ -24,6 +24,8 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn, ops
 
+from .networks import avg_pool2, nearest_up2  # one home for the resampling of both
+
 BN_EPS = 1e-5  # torch's BatchNorm2d default
 NUM_LANDMARKS = 98
 
@@ -81,16 +83,6 @@ class ConvBlock(nn.Cell):
         out3 = self.conv3(self.relu(self.bn3(out2)))
         residual = self.downsample(x) if self.has_downsample else x
         return ops.concat((out1, out2, out3), axis=1) + residual
-
-
-def avg_pool2(x):
-    b, c, h, w = x.shape
-    return x.reshape(b, c, h // 2, 2, w // 2, 2).mean(axis=(3, 5))
-
-
-def nearest_up2(x):
-    b, c, h, w = x.shape
-    return ops.broadcast_to(x.reshape(b, c, h, 1, w, 1), (b, c, h, 2, w, 2)).reshape(b, c, 2 * h, 2 * w)
 
 
 class HourGlass(nn.Cell):
