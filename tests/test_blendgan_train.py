@@ -195,4 +195,6 @@ def test_stylize_tool_with_method_blendgan(run, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert sorted(os.listdir(dst)) == ["astronaut.png", "astronaut_k0.png", "astronaut_k1.png", "astronaut_variants.png"]
     bad = subprocess.run(cmd[:-2] + ["--opt", "index=99"], cwd=repo, capture_output=True, text=True)
-    assert bad.returncode == 2 and "blending indicator" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("error: ")]
+    assert bad.returncode == 2 and len(errors) == 1 and "blending indicator" in errors[0]
+    assert "Traceback" not in bad.stderr
