@@ -9,8 +9,11 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9,<3.12",
     packages=find_packages(include=["modify_ms*", "baselines_ms*", "weights_convert*"]),
-    # the LPIPS v0.1 linear layers (BSD-2-Clause, licence beside them) and the checkpoint key manifests
-    package_data={"modify_ms": ["assets/lpips_v0.1/*", "assets/manifests/*.json"]},
+    # the LPIPS v0.1 linear layers (BSD-2-Clause, licence beside them), the checkpoint key manifests,
+    # the quickstart's prior (trained by the project on its built-in photos: docs/prior.md)
+    # and CLIP's BPE vocabulary (MIT, licence beside it)
+    package_data={"modify_ms": ["assets/lpips_v0.1/*", "assets/manifests/*.json", "assets/prior/*",
+                                "assets/clip/*"]},
     # the user-facing tools (tools/<tool>.py runs the same main); the benchmarks stay python tools/bench_*.py
     entry_points={"console_scripts": [
         "modify-train=modify_ms.commands.train:main",
@@ -19,6 +22,7 @@ setup(
         "modify-align=modify_ms.commands.align:main",
         "modify-convert=modify_ms.commands.convert:cli",
         "modify-render=modify_ms.commands.render:cli",
+        "modify-export=modify_ms.commands.export_weights:main",
         "modify-train-baseline=baselines_ms.commands.train_baseline:main",
         "modify-compare=modify_ms.commands.compare:cli",
         "modify-jojogan=baselines_ms.commands.jojogan:main",
@@ -28,6 +32,8 @@ setup(
     "modify_ms.stylizers": [
         "psp-unpaired=baselines_ms.psp_unpaired.stylizer:register",
         "jojogan=baselines_ms.jojogan.stylizer:register",
+        "stargan2=baselines_ms.stargan2.stylizer:register",
+        "blendgan=baselines_ms.blendgan.stylizer:register",
     ]},
     install_requires=[
         "mindspore==2.10.0",

@@ -22,8 +22,20 @@ Subcommands
 ``jojogan SRC DST``
     JoJoGAN style generator (``jojo.pt``, ``arcane_*.pt``, ...: ``{'g': ...}``) -> the
     MindSpore Generator checkpoint the ``stylegan2`` subcommand writes.
+``blendgan SRC DST [--what auto|generator|psp-encoder|style-encoder|vgg19]``
+    BlendGAN ``blendgan.pt`` (generator with its style encoder), ``psp_encoder.pt``,
+    ``style_encoder.pt``, or torchvision ``vgg19-dcbe5e1e.pth`` (auto-detected).
+``stargan2 SRC DST``
+    StarGAN v2 ``100000_nets_ema.ckpt`` (celeba_hq with its FAN, afhq), ``_nets.ckpt`` (with the
+    discriminator) or ``wing.ckpt`` (the FAN alone) -> MindSpore generator, mapping network,
+    style encoder (+ discriminator, FAN).
 ``lpips DST --net alex|vgg --lin LIN.pth --backbone TORCHVISION.pth``
     LPIPS v0.1 linear layers (lpips or pSp layout) + torchvision ImageNet weights.
+``dino SRC DST [--heads N]``
+    DINO ViT backbone (``dino_vitbase8_pretrain.pth``) -> MindSpore VisionTransformer.
+``clip SRC DST``
+    CLIP ViT (``ViT-B-32.pt``: TorchScript archive, read without running it; or a
+    plain state dict) -> MindSpore CLIP (image and text towers).
 
 Every subcommand takes ``--max-bytes SIZE`` (e.g. ``32G``): the most decoded
 tensor data one input file may hold (default 16 GiB or
@@ -58,6 +70,10 @@ IMPORTERS = {
     "psp": "weights_convert.psp",
     "jojogan": "weights_convert.jojogan",
     "lpips": "weights_convert.lpips_weights",
+    "dino": "weights_convert.dino",
+    "clip": "weights_convert.clip",
+    "blendgan": "weights_convert.blendgan",
+    "stargan2": "weights_convert.stargan2",
 }
 
 MANIFESTS_ENV = "MODIFY_MS_KEY_MANIFESTS"  # optional path to checkpoint_key_manifests.json
@@ -132,7 +148,7 @@ def describe_layouts(sd, manifests=None):
 def cmd_inspect(args):
     import numpy as np
 
-    from .torch_pickle import detect_format, load_torch_file
+    from .torch_pickle import detect_format, is_torchscript, load_torch_file, load_torchscript_tensors
 
     fmt = detect_format(args.file)
     if fmt == "pickle":
@@ -144,6 +160,9 @@ def cmd_inspect(args):
         print("  networks: " + ", ".join(loaded) + "; other keys: " + ", ".join(meta.get("other_keys", [])))
         print("  " + ", ".join(f"{k}={meta[k]}" for k in ("z_dim", "w_dim", "c_dim", "img_resolution") if k in meta))
         parts = list(loaded.items())
+    elif is_torchscript(args.file):  # e.g. CLIP's ViT-B-32.pt: its tensors, read without running it
+        parts = [("module tensors", load_torchscript_tensors(args.file, progress=True))]
+        print(f"{args.file}: TorchScript archive (torch.jit.save; its code is not read)")
     else:
         obj = load_torch_file(args.file, progress=True)
         print(f"{args.file}: {fmt} torch.save file")

@@ -31,8 +31,22 @@ def _jojogan():
     return JoJoGANConfig, train_jojogan
 
 
+def _stargan2():
+    from ..stargan2.config import StarGAN2Config
+    from ..stargan2.trainer import train_stargan2
+
+    return StarGAN2Config, train_stargan2
+
+
+def _blendgan():
+    from ..blendgan.config import BlendGANConfig
+    from ..blendgan.trainer import train_blendgan
+
+    return BlendGANConfig, train_blendgan
+
+
 # method -> loader of (config class, train function): nothing is imported for the others
-TRAINERS = {"psp-unpaired": _psp_unpaired, "jojogan": _jojogan}
+TRAINERS = {"psp-unpaired": _psp_unpaired, "jojogan": _jojogan, "stargan2": _stargan2, "blendgan": _blendgan}
 
 
 def config_method(path):
