@@ -34,7 +34,10 @@ DP_STAGE1 = [s for s in TINY if not s.startswith(("phases=", "data.max_images", 
     # Ranger's first steps are momentum SGD (RAdam's rectification starts later): the weights are a
     # smooth function of the gradients. Adam's first steps are lr x sign(g), which turns the float32
     # noise of a near-zero gradient entry into a +-lr difference and would hide what is compared.
-    "optim.kind=ranger"]
+    "optim.kind=ranger",
+    # the quickstart's M width and lr when ARRAY_TOL was measured (its later xi 2, lr 1e-3 leave the
+    # encoder's upper style heads near-zero gradients, whose float noise the relative check amplifies)
+    "model.remap.xi=4", "optim.lr=0.003"]
 LOSS_KEYS = ("loss", "l2", "lpips", "id", "adv_r", "adv_z", "swap", "d_loss", "d_real")
 # float32: the two runs sum the same terms in another order (the two halves of the batch, then
 # the AllReduce), and CPU kernels are not bit-reproducible run to run
@@ -143,7 +146,8 @@ def test_offline_stage2_trains_on_two_workers_and_rank_0_writes_the_outputs(runs
                               "data.multiprocessing=false", "offline_steps=2"]), str(tmp_path / "logs"))
     assert sorted(os.listdir(out)) == ["a.png", "b.png"]
     assert os.path.isfile(work / "stylize_checkpoints" / "step_00000002.ckpt")
-    assert sorted(os.listdir(work / "compile_cache")) == ["stage2-offline-rank0", "stage2-offline-rank1"]
+    (settings,) = os.listdir(work / "compile_cache")  # one folder per stage-2 graph settings (stylize.graph_settings)
+    assert sorted(os.listdir(work / "compile_cache" / settings)) == ["stage2-offline-rank0", "stage2-offline-rank1"]
     assert all("Traceback" not in text for text in logs.values())
     assert str(out / "a.png") in logs["worker_0.log"] and str(out / "a.png") not in logs["worker_1.log"]
 

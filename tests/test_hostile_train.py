@@ -159,7 +159,7 @@ CASES = [
     Case("missing-weight-file", lambda t: _quickstart("weights.generator=/nowhere/g.ckpt"), ["/nowhere/g.ckpt"]),
     Case("corrupt-weight-file", lambda t: _quickstart(f"weights.generator={_write(t, 'g.ckpt', b'PK' * 99)}"),
          ["g.ckpt", "not a readable"], strict_stderr=False),  # after the smoke-test notes
-    Case("weights-required", lambda t: _quickstart("weights.require=true"), ["weights.generator", "empty"]),
+    Case("weights-required", lambda t: _quickstart("weights.require=true"), ["weights.discriminator", "empty"]),
     Case("missing-data", lambda t: _quickstart(f"data.path={os.path.join(t, 'no_data')}"), ["no_data"]),
     Case("empty-data-folder", _with_data("none"), ["data"]),
     # run folders that cannot be used

@@ -17,7 +17,7 @@ import pytest
 from cli_harness import REPO, run_tool, tree
 from test_modify_train import TINY
 
-ARCH = [s for s in TINY if s.startswith("model.")]
+ARCH = [s for s in TINY if s.startswith(("model.", "weights."))]  # the narrow model, from random weights
 PHASE = "phases=[{steps: 2, weights: {lpips: 0.8, adv_r: 0.1, l2: 0.8, id: 1.0}, train: [encoder, decoder]}]"
 BAD = "img_03.jpg"
 
