@@ -22,6 +22,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from modify_ms.models.stylegan2 import ConvLayer, Generator, ResBlock, channel_table, minibatch_stddev
 from modify_ms.models.layout import check_size
 from modify_ms.models.vgg import VGG19_STYLE_TAPS, VGG19_WIDTHS, VGG19Features, tap_channels
+from modify_ms.losses.adversarial import R1Penalty, discriminator_adv_loss, generator_adv_loss  # noqa: F401 (R1Penalty re-exported)
 from modify_ms.models.irse import freeze
 from modify_ms.nn import EqualLinear, PixelNorm
 
@@ -213,30 +214,6 @@ class ProjectionDiscriminator(nn.Cell):
 
 
 # ----------------------------------------------------------------- regularisers
-class _SumLogits(nn.Cell):
-    def __init__(self, discriminator):
-        super().__init__(auto_prefix=False)
-        self.discriminator = discriminator
-
-    def construct(self, x, *cond):
-        return self.discriminator(x, *cond).sum()
-
-
-class R1Penalty(nn.Cell):
-    """E_b ||grad_x D(x_b)||^2 at the real images (rosinality's d_r1_loss; a conditional D gets its
-    condition as an extra input, not differentiated)."""
-
-    def __init__(self, discriminator):
-        super().__init__(auto_prefix=False)
-        self.sum_logits = _SumLogits(discriminator)
-        self.input_grad = ops.GradOperation()
-
-    @ms.jit  # compiled under PYNATIVE too (double backward; see losses.adversarial.LipschitzPenalty)
-    def construct(self, real, *cond):
-        grad = self.input_grad(self.sum_logits)(real, *cond)
-        return (grad * grad).sum(axis=(1, 2, 3)).mean()
-
-
 class _NoisyImageSum(nn.Cell):
     def __init__(self, synthesis):
         super().__init__(auto_prefix=False)
@@ -286,9 +263,9 @@ class PathLengthPenalty(nn.Cell):
 
 # ----------------------------------------------------------------- adversarial terms
 def d_logistic(real_logits, fake_logits):
-    """What each discriminator minimises: E softplus(D(fake)) + E softplus(-D(real))."""
-    return ops.softplus(fake_logits).mean() + ops.softplus(-real_logits).mean()
+    """What each discriminator minimises: E softplus(D(fake)) + E softplus(-D(real)) (the library's)."""
+    return discriminator_adv_loss(real_logits, fake_logits, "logistic")
 
 
 def g_nonsaturating(fake_logits):
-    return ops.softplus(-fake_logits).mean()
+    return generator_adv_loss(fake_logits, "logistic")

@@ -12,6 +12,8 @@ y_trg)) is a constant of each cell, so the four updates are four compiled graphs
 import mindspore as ms
 from mindspore import nn, ops
 
+from modify_ms.losses.adversarial import R1Penalty
+
 GUIDES = ("latent", "reference")
 D_TERMS = ("real", "fake", "reg")
 G_TERMS = ("adv", "sty", "ds", "cyc")
@@ -30,30 +32,6 @@ def ds_weight(step, initial, ds_iter):
     """lambda_ds at iteration ``step`` (0-based): the official decrement of initial / ds_iter after
     every iteration while it is positive, in closed form."""
     return max(initial * (1.0 - step / ds_iter), 0.0) if ds_iter > 0 else initial
-
-
-class _SumLogits(nn.Cell):
-    def __init__(self, discriminator):
-        super().__init__(auto_prefix=False)
-        self.discriminator = discriminator
-
-    def construct(self, x, y):
-        return self.discriminator(x, y).sum()
-
-
-class R1Penalty(nn.Cell):
-    """0.5 * mean over the batch of ||d D(x, y) / d x||^2 at the real images; differentiated again
-    by the discriminator's update (double backward)."""
-
-    def __init__(self, discriminator):
-        super().__init__(auto_prefix=False)
-        self.sum_logits = _SumLogits(discriminator)
-        self.input_grad = ops.GradOperation()
-
-    @ms.jit  # compiled under PYNATIVE too, as modify_ms.losses.adversarial.LipschitzPenalty (double backward)
-    def construct(self, x, y):
-        grad = self.input_grad(self.sum_logits)(x, y)
-        return 0.5 * (grad * grad).reshape(grad.shape[0], -1).sum(axis=1).mean()
 
 
 class Guide(nn.Cell):
@@ -75,7 +53,7 @@ class DiscriminatorLoss(nn.Cell):
     def __init__(self, nets, guide, lambda_reg):
         super().__init__(auto_prefix=False)
         self.nets, self.guide, self.lambda_reg = nets, Guide(nets, guide), lambda_reg
-        self.r1 = R1Penalty(nets.discriminator)
+        self.r1 = R1Penalty(nets.discriminator, scale=0.5)  # the official r1_reg's 0.5
 
     def construct(self, x_real, y_org, y_trg, source, masks=None):
         loss_real = bce_logits(self.nets.discriminator(x_real, y_org), 1)

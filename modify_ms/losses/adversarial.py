@@ -1,5 +1,6 @@
 """Adversarial objectives for MODIFY: WGAN (the paper) or non-saturating logistic (the authors' code),
-both with the one-sided Lipschitz gradient penalty on real/fake interpolates (weight 10).
+both with the one-sided Lipschitz gradient penalty on real/fake interpolates (weight 10); and the
+R1 penalty at real images that the baselines (StarGAN v2, BlendGAN) train with.
 
 ``kind`` is a config value: 'wgan' or 'logistic'. Each function takes discriminator
 logits [B, 1]. The interpolation weights ``alpha`` [B, 1, 1, 1] are drawn on the host.
@@ -50,3 +51,30 @@ class LipschitzPenalty(nn.Cell):
         grad = self.input_grad(self.sum_logits)(x_hat)
         norm = ops.sqrt((grad * grad).sum(axis=(1, 2, 3)) + 1e-12)
         return (ops.relu(norm - 1.0) ** 2).mean()
+
+
+class _SumDiscriminatorLogits(nn.Cell):
+    def __init__(self, discriminator):
+        super().__init__(auto_prefix=False)  # shared sub-cell: keep its parameter names
+        self.discriminator = discriminator
+
+    def construct(self, x, *cond):
+        return self.discriminator(x, *cond).sum()
+
+
+class R1Penalty(nn.Cell):
+    """``scale`` * E_b ||grad_x D(x_b, *cond)||^2 at real images x (Mescheder et al.): rosinality's
+    d_r1_loss with scale 1, StarGAN v2's r1_reg with scale 0.5. A conditional discriminator gets
+    its condition (a domain label, a style code) as further inputs, not differentiated. The penalty
+    is differentiated again by the discriminator's update (double backward)."""
+
+    def __init__(self, discriminator, scale=1.0):
+        super().__init__(auto_prefix=False)
+        self.sum_logits = _SumDiscriminatorLogits(discriminator)
+        self.input_grad = ops.GradOperation()
+        self.scale = scale
+
+    @ms.jit  # compiled under PYNATIVE too, as LipschitzPenalty (double backward)
+    def construct(self, real, *cond):
+        grad = self.input_grad(self.sum_logits)(real, *cond)
+        return self.scale * (grad * grad).reshape(grad.shape[0], -1).sum(axis=1).mean()
