@@ -131,10 +131,14 @@ def test_whole_encoder_from_a_converted_psp_file(tiny_run, tmp_path):
     (["--generator", "g.png"], "g.png: a weight file name ends in .ckpt"),
     (["--generator", "a.ckpt", "--encoder", "a.ckpt"], "two networks would be written to one file"),
     ([], "nothing to export"),
+    (["--generator", "RUN_CKPT"], "is an input file"),
 ])
 def test_export_refuses_bad_outputs(tiny_run, tmp_path, args, message):
+    before = open(tiny_run[1], "rb").read()
+    args = [tiny_run[1] if a == "RUN_CKPT" else a for a in args]  # the run folder's own checkpoint
     proc = subprocess.run([sys.executable, TOOL, tiny_run[0]] + args, capture_output=True, text=True,
                           cwd=str(tmp_path), timeout=300)
+    assert open(tiny_run[1], "rb").read() == before
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     assert os.listdir(tmp_path) == []
 

@@ -27,14 +27,19 @@ def export(argv=None):
         parser.error("nothing to export: give --generator, --encoder and/or --discriminator")
     if len({os.path.abspath(p) for p in outputs.values()}) < len(outputs):
         raise OutputPathError("two networks would be written to one file")
+    from ..train.common import resolve_checkpoint
+    from ..train.export import export_weights
+
+    # never over the checkpoint read (a run folder names it only through latest.json) or its sidecar
+    source = resolve_checkpoint(args.run)
+    inputs = [args.run, source, source + ".json"]
     for path in outputs.values():
         if not path.endswith(".ckpt"):
             raise OutputPathError(f"{path}: a weight file name ends in .ckpt")
-        check_output_file(path, inputs=[args.run], image=False)
+        for written in (path, path + ".json"):  # the file and its sidecar
+            check_output_file(written, inputs=inputs, image=False)
 
-    from ..train.export import export_weights
-
-    for network, path in export_weights(args.run, outputs).items():
+    for network, path in export_weights(source, outputs).items():
         print(f"{network}: {path}")
 
 
