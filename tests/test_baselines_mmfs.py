@@ -1,0 +1,210 @@
+"""MMFS's Stylizer (baselines_ms/mmfs/networks.py) against the PyTorch reference written from the
+mathematics (tests/reference/mmfs_ref.py), in GRAPH and PYNATIVE, forward and gradients, at a tiny
+size: 64 px (decoder from 4 x 4), ngf 4, style_dim 16, 16 channels, random weights with nothing at
+0 or 1. Also: the parameter names are the released G_ema_model keys and shapes (the full-size
+network), and the StyleGAN2 -> Stylizer rule reproduces StyleGAN2's own synthesis.
+
+Tolerance: max |ms - torch| / max |torch| < 2e-5 (forward), < 2e-4 (gradients, float32).
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import mindspore as ms
+
+from parity_utils import assert_close, copy_torch_to_ms, m, t
+from reference import mmfs_ref as ref
+
+SIZE, NGF, SDIM, N_MLP, CM, CMAX = 64, 4, 16, 2, 1, 16
+FWD, GRAD = 2e-5, 2e-4
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_cfg(**kw):
+    from baselines_ms.mmfs.config import StylizerConfig
+
+    return StylizerConfig(**dict(dict(size=SIZE, ngf=NGF, style_dim=SDIM, n_mlp=N_MLP, channel_multiplier=CM,
+                                      channel_max=CMAX), **kw))
+
+
+def is_kernel(key):
+    return key.endswith("kernel")
+
+
+@pytest.fixture(scope="module")
+def pair():
+    from baselines_ms.mmfs.networks import Stylizer
+
+    torch.manual_seed(0)
+    ts = ref.randomize_stylizer_(ref.Stylizer(SIZE, NGF, SDIM, N_MLP, CM, CMAX), seed=3)
+    mst = Stylizer(tiny_cfg(), noise_seed=0)
+    assert not copy_torch_to_ms(mst, ts, skip=is_kernel)
+    return ts, mst
+
+
+def inputs(seed=0, batch=2):
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((batch, SDIM)).astype(np.float32)
+    x = np.tanh(rng.standard_normal((batch, 3, SIZE, SIZE))).astype(np.float32)
+    return z, x
+
+
+def noise_maps(shapes, seed):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s).astype(np.float32) for s in shapes]
+
+
+def test_parameter_names_are_the_released_keys():
+    """The default (official) Stylizer's parameters are exactly G_ema_model's keys and shapes, less
+    the blur kernels (constants here)."""
+    from baselines_ms.mmfs.config import StylizerConfig
+    from baselines_ms.mmfs.networks import Stylizer
+
+    with open(os.path.join(REPO, "modify_ms", "assets", "manifests", "baseline_key_manifests.json")) as fh:
+        keys = json.load(fh)["mmfs_phase2_pth"]["keys"]
+    released = {k.split("/", 1)[1]: tuple(v) for k, v in keys.items()
+                if k.startswith("G_ema_model/") and not is_kernel(k)}
+    net = Stylizer(StylizerConfig())
+    ours = {n: tuple(p.shape) for n, p in net.parameters_and_names()}
+    assert ours == released
+    assert sum(int(np.prod(s)) for s in ours.values()) == 18676376  # the manifest's n_params G (kernels are buffers)
+
+
+def test_encoder_forward_and_gradients(pair, ms_mode):
+    ts, mst = pair
+    _, x = inputs(1)
+    coef = np.random.default_rng(2).standard_normal((2, 16, SIZE // 16, SIZE // 16)).astype(np.float32)
+    xt = t(x).requires_grad_(True)
+    out_t = ts.encoder(xt)
+    tp = dict(ts.encoder.named_parameters())
+    grads_t = torch.autograd.grad((out_t * t(coef)).sum(), [xt, tp["0.0.weight"], tp["3.conv2.1.weight"],
+                                                           tp["5.1.bias"]])
+    assert_close(mst.encode(m(x)), out_t.detach(), FWD, "encoder")
+    weights = [mst.encoder[0][0].weight, mst.encoder[3].conv2[1].weight, mst.encoder[5][1].bias]
+
+    def loss(img):
+        return (mst.encode(img) * m(coef)).sum()
+
+    gx, gw = ms.value_and_grad(loss, 0, weights)(m(x))[1]
+    assert_close(gx, grads_t[0], GRAD, "dE/dx")
+    for g, gt, name in zip(gw, grads_t[1:], ("encoder.0.0.weight", "encoder.3.conv2.1.weight", "encoder.5.1.bias")):
+        assert_close(g, gt, GRAD, name)
+
+
+def test_decoder_with_given_styles_and_noise(pair, ms_mode):
+    """The decoder alone: 10 distinct style rows (so the row -> layer assignment is checked), fixed noise."""
+    ts, mst = pair
+    rng = np.random.default_rng(4)
+    feats = rng.standard_normal((2, 16, SIZE // 16, SIZE // 16)).astype(np.float32)
+    styles = rng.standard_normal((2, 10, SDIM)).astype(np.float32)
+    noise = noise_maps(mst.noise_shapes(2), 5)
+    coef = rng.standard_normal((2, 3, SIZE, SIZE)).astype(np.float32)
+    ft, st = t(feats).requires_grad_(True), t(styles.transpose(1, 0, 2).copy()).requires_grad_(True)
+    tnoise = [t(n) for n in noise]
+    out = ts.decoder0(ft, st[0], tnoise[0])
+    skip = ts.to_rgb0(out, st[1])
+    for k in range(1, 5):
+        out = getattr(ts, f"decoder{k}a")(out, st[2 * k - 1], tnoise[2 * k - 1])
+        out = getattr(ts, f"decoder{k}b")(out, st[2 * k], tnoise[2 * k])
+        skip = getattr(ts, f"to_rgb{k}")(out, st[2 * k + 1], skip)
+    img_t = torch.nn.functional.hardtanh(skip)
+    clipped = float(((img_t.abs() == 1.0).float()).mean())
+    assert 0.0 < clipped < 0.5, clipped  # the hardtanh acts on part of the image, not all
+    gf_t, gs_t, gw_t = torch.autograd.grad((img_t * t(coef)).sum(), [ft, st, ts.decoder2a.conv.weight])
+    mnoise = ms.mutable(tuple(m(n) for n in noise))
+    assert_close(mst.decode(m(feats), m(styles), mnoise), img_t.detach(), FWD, "decoder")
+
+    def loss(f, s):
+        return (mst.decode(f, s, mnoise) * m(coef)).sum()
+
+    (gf, gs), (gw,) = ms.value_and_grad(loss, (0, 1), [mst.decoder2a.conv.weight])(m(feats), m(styles))[1]
+    assert_close(gf, gf_t, GRAD, "dD/dfeatures")
+    assert_close(gs, gs_t.detach().numpy().transpose(1, 0, 2), GRAD, "dD/dstyles")
+    assert_close(gw, gw_t, GRAD, "dD/d decoder2a.conv.weight")
+
+
+def test_whole_stylizer_from_z(pair, ms_mode):
+    """image, z -> Stylizer(image, styles_from_z(z)): forward, and gradients wrt the image, z and one
+    parameter of each part (encoder, mapping_z, decoder0, to_rgb3)."""
+    ts, mst = pair
+    z, x = inputs(6)
+    noise = noise_maps(mst.noise_shapes(2), 7)
+    coef = np.random.default_rng(8).standard_normal((2, 3, SIZE, SIZE)).astype(np.float32)
+    xt, zt = t(x).requires_grad_(True), t(z).requires_grad_(True)
+    img_t = ts(xt, ts.styles(zt), [t(n) for n in noise])
+    tparams = [ts.encoder[2].conv1[0].weight, ts.mapping_z[1].weight, ts.decoder0.conv.modulation.weight,
+               ts.to_rgb3.bias]
+    grads_t = torch.autograd.grad((img_t * t(coef)).sum(), [xt, zt] + tparams)
+    mnoise = ms.mutable(tuple(m(n) for n in noise))
+    assert_close(mst(m(x), mst.styles_from_z(m(z)), mnoise), img_t.detach(), FWD, "Stylizer")
+    params = [mst.encoder[2].conv1[0].weight, mst.mapping_z[1].weight, mst.decoder0.conv.modulation.weight,
+              mst.to_rgb3.bias]
+
+    def loss(img, zz):
+        return (mst(img, mst.styles_from_z(zz), mnoise) * m(coef)).sum()
+
+    (gx, gz), gp = ms.value_and_grad(loss, (0, 1), params)(m(x), m(z))[1]
+    assert_close(gx, grads_t[0], GRAD, "dS/dx")
+    assert_close(gz, grads_t[1], GRAD, "dS/dz")
+    for g, gt, name in zip(gp, grads_t[2:], ("encoder.2.conv1", "mapping_z.1", "decoder0.modulation", "to_rgb3.bias")):
+        assert_close(g, gt, GRAD, name)
+
+
+def test_style_mixing_rows(pair):
+    """mix_styles: rows < cutoff from w(z1), the others from w(z2); cutoff 10 = no mixing."""
+    _, mst = pair
+    rng = np.random.default_rng(9)
+    z1, z2 = (m(rng.standard_normal((2, SDIM)).astype(np.float32)) for _ in range(2))
+    w1, w2 = mst.styles_from_z(z1).asnumpy(), mst.styles_from_z(z2).asnumpy()
+    for cut in (1, 4, 10):
+        mixed = mst.mix_styles(z1, z2, ms.Tensor(cut, ms.int32)).asnumpy()
+        np.testing.assert_allclose(mixed[:, :cut], w1[:, :cut], rtol=1e-6)
+        np.testing.assert_allclose(mixed[:, cut:], w2[:, cut:], rtol=1e-6)
+
+
+def test_synthesize_draws_fresh_noise(pair):
+    """No noise buffers: two calls with the same image and styles differ (noise strengths are > 0)."""
+    _, mst = pair
+    z, x = inputs(10)
+    styles = mst.styles_from_z(m(z))
+    a, b = mst.synthesize(m(x), styles).asnumpy(), mst.synthesize(m(x), styles).asnumpy()
+    assert a.shape == (2, 3, SIZE, SIZE) and np.abs(a).max() <= 1.0
+    assert np.abs(a - b).max() > 1e-3
+
+
+def test_stylegan_rule_reproduces_stylegan_synthesis():
+    """The official _convert_stylegan2_dict rule at 64 px: with the copied layers, and decoder0 /
+    to_rgb0 / the encoder's output set to G's conv1 / to_rgb1 / constant input, the Stylizer's
+    decoder is hardtanh(G(w)) exactly (same noise); and the rule at 512 px is the official one."""
+    from baselines_ms.mmfs.networks import Stylizer, copy_stylegan_layers, stylegan_to_stylizer_name
+    from modify_ms.models.stylegan2 import Generator
+
+    assert stylegan_to_stylizer_name("convs.6.conv.weight", 512) == "decoder1a.conv.weight"
+    assert stylegan_to_stylizer_name("convs.13.noise.weight", 512) == "decoder4b.noise.weight"
+    assert stylegan_to_stylizer_name("to_rgbs.3.bias", 512) == "to_rgb1.bias"
+    assert stylegan_to_stylizer_name("to_rgbs.6.conv.weight", 512) == "to_rgb4.conv.weight"
+    assert stylegan_to_stylizer_name("style.8.bias", 512) == "mapping_z.8.bias"
+    for dropped in ("to_rgb1.bias", "conv1.conv.weight", "convs.5.conv.weight", "to_rgbs.2.bias", "input.input",
+                    "noises.noise_3"):
+        assert stylegan_to_stylizer_name(dropped, 512) is None
+
+    np.random.seed(11)
+    g = Generator(SIZE, SDIM, N_MLP, CM, CMAX)
+    prng = np.random.default_rng(11)
+    for name, p in g.parameters_and_names():  # nothing at 0 or 1; mapping weights stored 1/lr_mul larger
+        scale = 100.0 if name.startswith("style") and name.endswith("weight") else 0.5
+        p.set_data(ms.Tensor((0.2 + scale * prng.standard_normal(p.shape)).astype(np.float32)))
+    s = Stylizer(tiny_cfg())
+    assert copy_stylegan_layers(s, g) == 2 * N_MLP + 4 * (2 * 5 + 4)
+    for src, dst in ((g.conv1, s.decoder0), (g.to_rgb1, s.to_rgb0)):
+        for (_, a), (_, b) in zip(src.parameters_and_names(), dst.parameters_and_names()):
+            b.set_data(ms.Tensor(a.asnumpy()))
+    rng = np.random.default_rng(12)
+    z = m(rng.standard_normal((2, SDIM)).astype(np.float32))
+    noise = g.random_noise(2, rng)
+    expected = np.clip(g(g.mapping(z), noise).asnumpy(), -1, 1)
+    got = s.decode(g.input(z), s.styles_from_z(z), noise).asnumpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
