@@ -34,6 +34,7 @@ setup(
         "jojogan=baselines_ms.jojogan.stylizer:register",
         "stargan2=baselines_ms.stargan2.stylizer:register",
         "blendgan=baselines_ms.blendgan.stylizer:register",
+        "mmfs=baselines_ms.mmfs.stylizer:register",
     ]},
     install_requires=[
         "mindspore==2.10.0",

@@ -45,8 +45,16 @@ def _blendgan():
     return BlendGANConfig, train_blendgan
 
 
+def _mmfs():
+    from ..mmfs.config import MMFSConfig
+    from ..mmfs.trainer import train_mmfs
+
+    return MMFSConfig, train_mmfs
+
+
 # method -> loader of (config class, train function): nothing is imported for the others
-TRAINERS = {"psp-unpaired": _psp_unpaired, "jojogan": _jojogan, "stargan2": _stargan2, "blendgan": _blendgan}
+TRAINERS = {"psp-unpaired": _psp_unpaired, "jojogan": _jojogan, "stargan2": _stargan2, "blendgan": _blendgan,
+            "mmfs": _mmfs}
 
 
 def config_method(path):
