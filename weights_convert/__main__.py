@@ -74,6 +74,7 @@ IMPORTERS = {
     "clip": "weights_convert.clip",
     "blendgan": "weights_convert.blendgan",
     "stargan2": "weights_convert.stargan2",
+    "mmfs": "weights_convert.mmfs",
 }
 
 MANIFESTS_ENV = "MODIFY_MS_KEY_MANIFESTS"  # optional path to checkpoint_key_manifests.json
