@@ -387,3 +387,42 @@ def test_phases_of_the_clip_side_dispatch_lazily(tmp_path):
     calls = []
     assert tr._delegate(lambda c, run_dir=None: calls.append((c, run_dir)), cfg, run_dir="R", resume=True) is None
     assert calls == [(cfg, "R")]
+
+
+@pytest.mark.slow
+def test_stylize_evaluate_and_compare_tools_on_the_run(run, tmp_path):
+    """tools/stylize.py --method mmfs (outputs and --variants), tools/evaluate.py and tools/compare.py
+    on the MMFS run: the same files and tables as for the other methods."""
+    import subprocess
+    import sys
+
+    from modify_ms.data.imageio import save_image_atomic
+
+    _, out, trainer = run
+    src = tmp_path / "photos"
+    src.mkdir()
+    for i, p in enumerate(trainer.held[:2]):
+        save_image_atomic(str(src / f"p{i}.png"), ((p.transpose(1, 2, 0) + 1) * 127.5).round().astype(np.uint8))
+
+    def tool(*args):
+        return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                              env=dict(os.environ, GLOG_v="3"))
+
+    styled = tmp_path / "styled"
+    proc = tool("tools/stylize.py", "--method", "mmfs", "--run", out, "--input", str(src), "--output-dir",
+                str(styled), "--variants", "2", "--align", "none", "--opt", "style_seed=3")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {"p0.png", "p0_k0.png", "p0_k1.png", "p0_variants.png", "p1.png"} <= set(os.listdir(styled))
+    proc = tool("tools/evaluate.py", "--method", "mmfs", "--run", out, "--inputs", str(src), "--outputs",
+                str(tmp_path / "evaluated"), "--variants", "2", "--align", "none")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert os.path.isfile(tmp_path / "evaluated" / "evaluation.md")
+    proc = tool("tools/compare.py", "--photos", str(src), "--method", f"mmfs={out}", "--out", str(tmp_path / "cmp"),
+                "--align", "none", "--variants", "2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "mmfs" in json.dumps(json.load(open(tmp_path / "cmp" / "table.json")))
+    assert os.path.isfile(tmp_path / "cmp" / "grid.png")
+    bad = tool("tools/stylize.py", "--method", "mmfs", "--run", out, "--input", str(src), "--output-dir",
+               str(tmp_path / "bad"), "--opt", "text=a pop art portrait", "--opt", "style_image=x.png")
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("error: ")]
+    assert bad.returncode == 2 and len(errors) == 1 and "not both" in errors[0], bad.stderr[-2000:]

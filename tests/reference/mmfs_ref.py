@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .stylegan2_ref import EqualLinear, ResBlock, StyledConv, ToRGB, channels, conv_layer
+from .stylegan2_ref import EqualLinear, ResBlock, StyledConv, ToRGB, channels, conv_layer, randomize_
 
 
 class Stylizer(nn.Module):
@@ -58,23 +58,15 @@ class Stylizer(nn.Module):
 
 
 def randomize_stylizer_(module, seed=0):
-    """Every parameter non-trivial (nothing at 0 or 1); biases such that the hardtanh clips only part."""
-    g = torch.Generator().manual_seed(seed)
+    """stylegan2_ref.randomize_ (nothing at 0 or 1), then the mapping's stored values 1/lr_mul larger
+    (it only knows G's ``style.``) and smaller RGB weights, so that the hardtanh clips only part."""
+    randomize_(module, seed)
     with torch.no_grad():
         for name, p in module.named_parameters():
-            r = torch.randn(p.shape, generator=g)
-            if name.endswith("noise.weight"):
-                p.copy_(0.3 + 0.2 * torch.rand(p.shape, generator=g))
-            elif "modulation.bias" in name:
-                p.copy_(1.0 + 0.2 * r)
-            elif name.startswith("mapping_z."):  # lr_mul 0.01: stored values are 1/lr_mul larger
-                p.copy_(r * (100.0 if name.endswith("weight") else 20.0))
-            elif name.endswith("bias"):
-                p.copy_(0.1 + 0.2 * r)
-            elif name.startswith("to_rgb"):   # keep the summed RGB mostly inside [-1, 1]
-                p.copy_(0.3 * r)
-            else:
-                p.copy_(r)
+            if name.startswith("mapping_z."):
+                p.mul_(100.0 if name.endswith("weight") else 20.0)
+            elif name.startswith("to_rgb") and name.endswith("conv.weight"):
+                p.mul_(0.3)
     return module
 
 
