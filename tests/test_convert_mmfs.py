@@ -200,3 +200,59 @@ def test_real_shapes_end_to_end(tmp_path, manifest):
         out_t = g_ema(t(x), g_ema.styles(t(z)), [t(n) for n in noise])
     out = net(m(x), net.styles_from_z(m(z)), ms.mutable(tuple(m(n) for n in noise)))
     assert_close(out, out_t, 1e-4, "full-size converted Stylizer vs torch")
+
+
+class TorchClipMapper(torch.nn.Module):
+    """CLIPFeats2Wplus as the released keys lay it out: ``position_embedding`` [10, D] and torch's own
+    pre-norm TransformerEncoder (the layer the release's ``transformer.layers.N.*`` keys come from);
+    x [B, D] broadcast to the 10 tokens + positions, seq-first, leaky ReLU 0.2 at the end."""
+
+    def __init__(self, dim, n_layers=4, heads=2, ff=16):
+        super().__init__()
+        self.position_embedding = torch.nn.Parameter(torch.randn(10, dim) * dim ** -0.5)
+        layer = torch.nn.TransformerEncoderLayer(dim, heads, ff, dropout=0.1, norm_first=True)
+        self.transformer = torch.nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+
+    def forward(self, x):
+        return torch.nn.functional.leaky_relu(self.transformer(x.unsqueeze(0) + self.position_embedding.unsqueeze(1)),
+                                              0.2)
+
+
+def test_phase3_file_with_the_clip_mapper(tmp_path, manifest):
+    """phase3_pretrain / one- and zero-shot layout: the 49 clip_mapper tensors per G load into the
+    Stylizer's clip_mapper; styles_from_clip and the render equal torch's (eval mode: no dropout)."""
+    pytest.importorskip("baselines_ms.mmfs.clip_mapper")
+    import mindspore as ms
+    from weights_convert.mmfs import build_stylizer
+
+    torch.manual_seed(2)
+    g_ema = ref.randomize_stylizer_(ref.Stylizer(SIZE, NGF, SDIM, N_MLP, 2, CMAX), seed=51)
+    g_ema.clip_mapper = TorchClipMapper(SDIM)
+    with torch.no_grad():
+        for p in g_ema.clip_mapper.parameters():
+            p.add_(0.05 * torch.randn(p.shape))  # LayerNorm weights off 1, biases off 0
+    g_ema.eval()
+    d = sref.randomize_(sref.Discriminator(SIZE, 2, CMAX), seed=52)
+    obj = release_dict(g_ema, g_ema, d)
+    assert set(obj["G_ema_model"]) == set(released_keys(manifest, "mmfs_phase3_phase4_pth", "G_ema_model"))
+    src, dst = str(tmp_path / "phase3_pretrain_10000.pth"), str(tmp_path / "phase3.ckpt")
+    torch.save(obj, src)
+    proc = _cli("mmfs", src, dst, "--clip-heads", "2")
+    assert proc.returncode == 0, proc.stderr
+    net, cfg = build_stylizer(dst)
+    assert cfg.model.stylizer.clip_mapper.n_layers == 4 and cfg.model.stylizer.clip_mapper.ff_dim == 16
+    net.set_train(False)
+    rng = np.random.default_rng(53)
+    feats = rng.standard_normal((2, SDIM)).astype(np.float32)
+    x = np.tanh(rng.standard_normal((2, 3, SIZE, SIZE))).astype(np.float32)
+    noise = [rng.standard_normal(s).astype(np.float32) for s in net.noise_shapes(2)]
+    with torch.no_grad():
+        styles_t = g_ema.clip_mapper(t(feats))
+        out_t = g_ema(t(x), styles_t, [t(n) for n in noise])
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    try:
+        styles = net.styles_from_clip(m(feats))
+        assert_close(styles, styles_t.numpy().transpose(1, 0, 2), 2e-5, "clip mapper styles")
+        assert_close(net(m(x), styles, ms.mutable(tuple(m(n) for n in noise))), out_t, 2e-5, "render from CLIP styles")
+    finally:
+        ms.set_context(mode=ms.GRAPH_MODE)

@@ -7,7 +7,8 @@ D_model, optimizer_0, optimizer_1, scheduler_0, scheduler_1, epoch, total_iters,
 (, best_val_loss)}. Read: ``G_ema_model`` (``--which G_model`` for the trained, non-averaged one)
 -> ``baselines_ms.mmfs.networks.Stylizer`` (its parameter names are the official keys: identity
 rules, rosinality's FIR kernels consumed with a value check), ``clip_mapper.*`` when present ->
-the Stylizer's ``clip_mapper`` (identity), and ``D_model`` -> the library's rosinality
+the Stylizer's ``clip_mapper`` (the names ``baselines_ms.mmfs.clip_mapper.TORCH_KEY_RULES`` gives,
+identity without them), and ``D_model`` -> the library's rosinality
 Discriminator (the StyleGAN2 importer's rules). The optimizer / scheduler states and the counters
 are not read (the sidecar lists them). Output groups ``stylizer_ema/`` and ``discriminator/``,
 what an MMFS run's checkpoint holds, so trainers and the ``mmfs`` stylizer read both alike.
@@ -43,15 +44,28 @@ def _expect_kernel(gain):
     return expect_value(fir_kernel(gain), atol=1e-6)
 
 
+def clip_mapper_rules():
+    """``clip_mapper.*``: the clip mapper module's ``TORCH_KEY_RULES`` ((regex, template) pairs on the
+    keys after ``clip_mapper.``) when it declares them, else identity names."""
+    try:
+        from baselines_ms.mmfs import clip_mapper
+    except ImportError:
+        pairs = None
+    else:
+        pairs = getattr(clip_mapper, "TORCH_KEY_RULES", None)
+    if not pairs:
+        return [Rule(r"(clip_mapper\..+)", r"\1")]
+    return [Rule(r"clip_mapper\." + pattern, "clip_mapper." + template) for pattern, template in pairs]
+
+
 def stylizer_rules():
     """Identity for every Stylizer parameter; blur kernels (encoder downsampling: gain 1; decoder
-    upsampling and the to_rgb skips: gain 4) consumed and checked."""
+    upsampling and the to_rgb skips: gain 4) consumed and checked; the clip mapper's rules."""
     body = (r"encoder\.\d+\.(?:\d+\.(?:weight|bias)|(?:conv1|conv2|skip)\.\d+\.(?:weight|bias))"
             r"|mapping_z\.\d+\.(?:weight|bias)"
             r"|decoder(?:0|\d[ab])\.(?:conv\.weight|conv\.modulation\.(?:weight|bias)|noise\.weight|activate\.bias)"
-            r"|to_rgb\d\.(?:bias|conv\.weight|conv\.modulation\.(?:weight|bias))"
-            r"|clip_mapper\..+")
-    return [Rule(f"({body})", r"\1"),
+            r"|to_rgb\d\.(?:bias|conv\.weight|conv\.modulation\.(?:weight|bias))")
+    return clip_mapper_rules() + [Rule(f"({body})", r"\1"),
             Rule(r"encoder\.\d+\.(?:conv2|skip)\.0\.kernel", None, check=_expect_kernel(1.0)),
             Rule(r"decoder\d+a\.conv\.blur\.kernel", None, check=_expect_kernel(4.0)),
             Rule(r"to_rgb\d+\.upsample\.kernel", None, check=_expect_kernel(4.0))]
