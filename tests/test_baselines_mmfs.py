@@ -426,3 +426,24 @@ def test_stylize_evaluate_and_compare_tools_on_the_run(run, tmp_path):
                str(tmp_path / "bad"), "--opt", "text=a pop art portrait", "--opt", "style_image=x.png")
     errors = [line for line in bad.stderr.splitlines() if line.startswith("error: ")]
     assert bad.returncode == 2 and len(errors) == 1 and "not both" in errors[0], bad.stderr[-2000:]
+
+
+def test_training_config_errors_are_one_line(tmp_path):
+    """The paper config without its weight files, stage II in PYNATIVE, a phase that cannot follow:
+    one line, exit 2, nothing written."""
+    import subprocess
+    import sys
+
+    out = str(tmp_path / "run")
+    base = [sys.executable, "tools/train_baseline.py", "--set", f"run.out_dir={out}"]
+    cases = [(["--config", "yaml/baselines/mmfs.yaml"], "weights.stylegan2 not found"),
+             (["--config", "yaml/baselines/mmfs_quickstart.yaml", "--set", "run.mode=pynative"],
+              "run.mode must be graph"),
+             (["--config", "yaml/baselines/mmfs_quickstart.yaml", "--set", "phase=base"], "only [base] may follow"),
+             (["--config", "yaml/baselines/mmfs_quickstart.yaml", "--set", "then=[]", "--set", "phase=clip_mapping"],
+              "needs model.stylizer.clip_mapper")]
+    for args, fragment in cases:
+        proc = subprocess.run(base + args, cwd=REPO, capture_output=True, text=True, env=dict(os.environ, GLOG_v="3"))
+        assert proc.returncode == 2 and proc.stderr.startswith("error: "), proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and fragment in proc.stderr, proc.stderr
+        assert not os.path.exists(out)
