@@ -335,7 +335,8 @@ def test_run_writes_resumes_and_stage2_behaviour(run):
     base = [l for l in lines if l.get("phase") == "base"]
     assert "r1" in base[0] and "r1" not in base[1] and "r1" in base[2]
     assert all(np.isfinite(l["structure"]) and np.isfinite(l["d_loss"]) for l in base)
-    assert {"step_00000008_styles.png", "step_00000008_reconstruction.png"} <= set(os.listdir(os.path.join(out, "samples")))
+    samples = set(os.listdir(os.path.join(out, "samples")))
+    assert {"step_00000008_styles.png", "step_00000008_reconstruction.png"} <= samples
     s = trainer.nets.stylizer_ema
     photos = trainer.held[:1]
     rng = np.random.default_rng(5)
@@ -350,6 +351,16 @@ def test_run_writes_resumes_and_stage2_behaviour(run):
     assert np.isfinite(own) and own < 1.0 and own <= other + 1e-6, (own, other)
     resumed = train_mmfs(dataclasses_replace(cfg, base=4 + 2), out, resume=True, log=lambda _m: None)
     assert resumed.step == 10
+    # stage II alone, from the run (weights.stylizer): its stylizer, EMA and D are where the run left them
+    from baselines_ms.mmfs.config import MMFSConfig
+    from modify_ms.config import from_dict, to_dict
+
+    alone = to_dict(cfg)
+    alone.update(phase="base", then=[], weights=dict(alone["weights"], stylizer=out))
+    alone["base"]["steps"] = 1
+    second = train_mmfs(from_dict(MMFSConfig, alone), os.path.join(os.path.dirname(out), "alone"),
+                        log=lambda _m: None)
+    assert second.step == 1 and second.generator is None
 
 
 def dataclasses_replace(cfg, base):
@@ -378,7 +389,8 @@ def test_phases_of_the_clip_side_dispatch_lazily(tmp_path):
     from baselines_ms.mmfs import trainer as tr
     from modify_ms.config import ConfigError
 
-    cfg = tiny_config(str(tmp_path / "run"), ["phase=few_shot", "then=[]", "model.stylizer.clip_mapper={dim: 16, n_heads: 2, ff_dim: 32}"])
+    cfg = tiny_config(str(tmp_path / "run"), ["phase=few_shot", "then=[]",
+                                              "model.stylizer.clip_mapper={dim: 16, n_heads: 2, ff_dim: 32}"])
     try:
         __import__("baselines_ms.mmfs.prompting")
     except ModuleNotFoundError:

@@ -256,3 +256,28 @@ def test_phase3_file_with_the_clip_mapper(tmp_path, manifest):
         assert_close(net(m(x), styles, ms.mutable(tuple(m(n) for n in noise))), out_t, 2e-5, "render from CLIP styles")
     finally:
         ms.set_context(mode=ms.GRAPH_MODE)
+
+
+def test_training_starts_from_the_converted_file(release):
+    """weights.stylizer = a converted release file: stylizer_ema and D as converted, the trained stylizer
+    starting as the EMA one (stage II / phase 3 start there)."""
+    import dataclasses
+
+    from baselines_ms.mmfs.config import MMFSConfig, MMFSModel
+    from baselines_ms.mmfs.trainer import MMFSNets, load_mmfs_file
+    from modify_ms.train.config import DiscriminatorConfig
+    from modify_ms.utils.checkpoint import read_arrays
+    from weights_convert.mmfs import build_stylizer
+
+    *_, dst, _ = release
+    _, cfg = build_stylizer(dst)
+    cfg = dataclasses.replace(cfg, model=MMFSModel(stylizer=cfg.model.stylizer,
+                                                   discriminator=DiscriminatorConfig(channel_max=CMAX)))
+    assert isinstance(cfg, MMFSConfig)
+    nets = MMFSNets(cfg)
+    load_mmfs_file(nets, dst)
+    arrays, _ = read_arrays(dst)
+    for group in ("stylizer", "stylizer_ema", "discriminator"):
+        prefix = "discriminator/" if group == "discriminator" else "stylizer_ema/"
+        for name, p in getattr(nets, group).parameters_and_names():
+            np.testing.assert_array_equal(p.asnumpy(), arrays[prefix + name], err_msg=f"{group}/{name}")

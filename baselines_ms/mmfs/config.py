@@ -38,7 +38,8 @@ class ClipMapperConfig:
 
     def validate(self):
         if self.n_tokens != N_STYLES:
-            raise ValueError(f"clip_mapper.n_tokens must be {N_STYLES} (the Stylizer's style rows), got {self.n_tokens}")
+            raise ValueError(f"clip_mapper.n_tokens must be {N_STYLES} (the Stylizer's style rows), "
+                             f"got {self.n_tokens}")
         if min(self.dim, self.n_layers, self.n_heads, self.ff_dim) < 1 or self.dim % self.n_heads:
             raise ValueError(f"clip_mapper: dim, n_layers, n_heads, ff_dim >= 1 and dim % n_heads == 0 required, "
                              f"got {self.dim}, {self.n_layers}, {self.n_heads}, {self.ff_dim}")

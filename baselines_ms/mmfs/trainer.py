@@ -26,16 +26,16 @@ import mindspore as ms
 from mindspore import Tensor, nn
 
 from modify_ms.config import ConfigError
-from modify_ms.data.dataset import DataPipeline, build_dataset, held_images
+from modify_ms.data.dataset import DataPipeline, build_dataset
 from modify_ms.models.irse import freeze
 from modify_ms.models.stylegan2 import Discriminator, Generator
 from modify_ms.train.checks import check_resume_point, check_run_dir
-from modify_ms.train.common import (ResumePoint, optimizer_groups, resolve_checkpoint, save_grid, seed_everything,
-                                    setup_runtime, worker_data_config, host_noise, RunCheckpoints,
+from modify_ms.train.common import (ResumePoint, RunCheckpoints, host_noise, optimizer_groups, resolve_checkpoint,
+                                    save_grid, seed_everything, setup_runtime, worker_data_config,
                                     write_resolved_config)
 from modify_ms.train.distributed import barrier, worker_rng
 from modify_ms.train.optim import build_optimizer
-from modify_ms.train.stage1 import HELD_IMAGES, Stage1Trainer
+from modify_ms.train.stage1 import Stage1Trainer
 from modify_ms.train.steps import UpdateStep
 from modify_ms.utils.checkpoint import fill_cell, read_arrays
 
@@ -102,11 +102,15 @@ def load_mmfs_file(nets, path, log=print):
     official phase-3 strict=False load)."""
     ckpt = resolve_checkpoint(path)
     arrays, _ = read_arrays(ckpt)
-    has_mapper = nets.stylizer.clip_mapper is not None
-    if not has_mapper and any(".clip_mapper." in k or k.split("/", 1)[-1].startswith("clip_mapper.") for k in arrays):
+    def mapper_entry(key):
+        return key.split("/", 1)[-1].startswith("clip_mapper.")
+
+    if nets.stylizer.clip_mapper is None and any(mapper_entry(k) for k in arrays):
         log(f"note: {path}: its clip_mapper is not loaded (model.stylizer.clip_mapper is not set)")
-        arrays = {k: v for k, v in arrays.items() if not k.split("/", 1)[-1].startswith("clip_mapper.")}
-    groups = ["stylizer_ema", "discriminator"] + (["stylizer"] if any(k.startswith("stylizer/") for k in arrays) else [])
+        arrays = {k: v for k, v in arrays.items() if not mapper_entry(k)}
+    groups = ["stylizer_ema", "discriminator"]
+    if any(k.startswith("stylizer/") for k in arrays):
+        groups.append("stylizer")
     for group in groups:
         fill_cell(getattr(nets, group), arrays, ckpt, prefix=f"{group}/", allow_missing=("clip_mapper.",))
     if "stylizer" not in groups:
