@@ -7,9 +7,9 @@ features of the frozen D (weights.discriminator). No data are read for the loss;
 the sample grids' inputs.
 "base" (stage II): every Stylizer parameter trains (clip_mapper excluded) on photos (data) against
 art (target): non-saturating logistic loss + lambda_st DINO structure loss, style mixing; D trains
-with 0.5 x the logistic loss and the lazy R1; its Adam has rosinality's lazy-regularisation
-correction (lr c, betas ^ c, c = 16 / 17), as the official code. Reading: D is updated after the
-Stylizer, on the fakes the Stylizer's step rendered (the official order is not stated in the notes).
+with 0.5 x the logistic loss and the lazy R1 (after every 16th step); its Adam has rosinality's
+lazy-regularisation correction (lr c, betas ^ c, c = 16 / 17). As the official optimize_parameters:
+the Stylizer's update, then D's on the same (detached) fakes, then R1.
 "clip_mapping" / "few_shot" run B's ``mapping.train_clip_mapping`` / ``prompting.finetune_prompt``.
 
 Checkpoint groups: "stylizer", "stylizer_ema" (samples and the ``mmfs`` stylizer), "discriminator",
@@ -95,26 +95,23 @@ class MMFSNets(nn.Cell):
 
 
 def load_mmfs_file(nets, path, log=print):
-    """Fill the networks from a converted MMFS file (python -m weights_convert mmfs: groups
-    stylizer_ema, discriminator) or an MMFS run (folder or checkpoint: also stylizer). The trained
-    stylizer starts as the file's stylizer, else its stylizer_ema. A file's clip_mapper is skipped
-    by a Stylizer without one; a Stylizer with one keeps it random when the file has none (the
-    official phase-3 strict=False load)."""
+    """Fill the networks from a converted MMFS file (python -m weights_convert mmfs) or an MMFS run
+    (folder or checkpoint): ``stylizer_ema`` and ``discriminator``; the trained stylizer starts as
+    the EMA one, as every official phase starts from the previous one's G_ema_model. A file's
+    clip_mapper is skipped by a Stylizer without one; a Stylizer with one keeps it random when the
+    file has none (the official phase-3 strict=False load)."""
     ckpt = resolve_checkpoint(path)
     arrays, _ = read_arrays(ckpt)
+
     def mapper_entry(key):
         return key.split("/", 1)[-1].startswith("clip_mapper.")
 
     if nets.stylizer.clip_mapper is None and any(mapper_entry(k) for k in arrays):
         log(f"note: {path}: its clip_mapper is not loaded (model.stylizer.clip_mapper is not set)")
         arrays = {k: v for k, v in arrays.items() if not mapper_entry(k)}
-    groups = ["stylizer_ema", "discriminator"]
-    if any(k.startswith("stylizer/") for k in arrays):
-        groups.append("stylizer")
-    for group in groups:
+    for group in ("stylizer_ema", "discriminator"):
         fill_cell(getattr(nets, group), arrays, ckpt, prefix=f"{group}/", allow_missing=("clip_mapper.",))
-    if "stylizer" not in groups:
-        copy_params(nets.stylizer, nets.stylizer_ema)
+    copy_params(nets.stylizer, nets.stylizer_ema)
 
 
 def load_weights(nets, generator, cfg, log=print):
@@ -209,6 +206,10 @@ class MMFSTrainer(Stage1Trainer):
 
     def train_step(self, face, art):
         phase, start = self.cfg.phase_at(self.step)
+        if phase == "base" and self.step == start and start > 0:
+            # stage II after stage I in this run: from stage I's EMA Stylizer (the official phase 2
+            # loads the phase-1 file's G_ema_model); a resume past this step has it in its checkpoint
+            copy_params(self.nets.stylizer, self.nets.stylizer_ema)
         cells = self.set_phase(phase)
         record = self.encoder_step(cells, len(face)) if phase == "encoder" else self.base_step(cells, face, art, start)
         cells["ema"]()
@@ -241,7 +242,7 @@ class MMFSTrainer(Stage1Trainer):
         d_loss, d_real = cells["d"](art_t, fake)
         record = {"step": self.step + 1, "phase": "base", "loss": total, "d_loss": d_loss, "d_real": d_real}
         record.update(zip(STAGE2_TERMS, terms))
-        if (self.step - start) % self.cfg.base.d_reg_every == 0:
+        if (self.step - start + 1) % self.cfg.base.d_reg_every == 0:  # after the 16th, 32nd ... step (official)
             record["r1"] = cells["r1"](art_t)[1]
         return record
 
