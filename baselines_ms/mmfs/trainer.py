@@ -299,8 +299,9 @@ class MMFSTrainer(Stage1Trainer):
                   f"z per row; reconstruction: G(z), then the Stylizer's reconstruction)", file=sys.stderr)
 
 
-def train_own_phases(cfg, run_dir, resume=False, max_steps=None, log=print):
-    """Stage I and/or II into ``run_dir``: every input checked before any network is built or file written."""
+def train_own_phases(cfg, run_dir, resume=False, max_steps=None, log=print, trainer_cls=None):
+    """Stage I and/or II (or phase 3: ``trainer_cls`` mapping.ClipMappingTrainer) into ``run_dir``:
+    every input checked before any network is built or file written."""
     check_run_dir(run_dir, resume, cfg.data.path)
     if "base" in cfg.phases:
         check_run_dir(run_dir, resume, cfg.target.path)
@@ -311,8 +312,8 @@ def train_own_phases(cfg, run_dir, resume=False, max_steps=None, log=print):
     steps = ", ".join(f"{p} {cfg.phase_section(p).steps}" for p in cfg.phases)
     log(f"{METHOD}: phases {steps} steps; faces {cfg.data.path} ({pipeline.summary()})"
         + (f", art {cfg.target.path} ({target.summary()})" if target is not None else "") + f", run dir {run_dir}")
-    trainer = MMFSTrainer(cfg, run_dir, log, pipeline=pipeline, target=target,
-                          start_step=point.step if point else 0)
+    trainer = (trainer_cls or MMFSTrainer)(cfg, run_dir, log, pipeline=pipeline, target=target,
+                                           start_step=point.step if point else 0)
     if point is not None:
         trainer.resume(point)
     barrier()
