@@ -170,3 +170,54 @@ def test_phase3_run_through_train_mmfs(tmp_path):
     records = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     assert [r["step"] for r in records if "l1" in r][-1] == 3
     assert os.listdir(os.path.join(out, "samples"))
+
+
+# ---------------------------------------------------------------- phase 4 (prompting.py)
+@pytest.fixture(scope="module")
+def few_shot_parts(tmp_path_factory):
+    """A tiny Stylizer pair with a clip mapper, the random tiny CLIP and DINO stand-ins of the
+    real architectures, the tiny config."""
+    from baselines_ms.mmfs.mapping import build_clip
+    from baselines_ms.mmfs.networks import Stylizer
+    from baselines_ms.mmfs.trainer import build_structure_loss
+    from modify_ms.train.common import seed_everything
+
+    cfg = tiny_config(str(tmp_path_factory.mktemp("fs") / "run"), ["phase=few_shot", "few_shot.text=a painting",
+                                                                   "model.dino.patch_size=16"])
+    seed_everything(0)
+    quiet = lambda _m: None  # noqa: E731
+    return cfg, Stylizer(cfg.model.stylizer), build_clip(cfg, quiet), build_structure_loss(cfg, quiet)
+
+
+@pytest.mark.parametrize("prompt", [pytest.param("text", marks=pytest.mark.slow), "image"])
+def test_few_shot_changes_only_the_decoder(few_shot_parts, prompt):
+    """3 fine-tuning steps: decoder0..4b / to_rgb0..4 move (trained copy and EMA); encoder,
+    mapping_z, clip_mapper bit-identical; CLIP and DINO untouched; the losses finite."""
+    from PIL import Image
+
+    from baselines_ms.mmfs.networks import Stylizer, decoder_trained
+    from baselines_ms.mmfs.prompting import PromptTuning
+    from baselines_ms.blendgan.trainer import copy_params
+
+    cfg, base, clip, structure = few_shot_parts
+    trained, ema = Stylizer(cfg.model.stylizer), Stylizer(cfg.model.stylizer)
+    copy_params(trained, base)
+    copy_params(ema, base)
+    rng = np.random.default_rng(5)
+    kwargs = {"text": "a watercolor painting"} if prompt == "text" else {
+        "image": Image.fromarray(rng.integers(0, 255, (48, 40, 3), dtype=np.uint8))}
+    before, before_clip, before_dino = snapshot(base), snapshot(clip), snapshot(structure)
+    tuning = PromptTuning(trained, ema, clip, structure, cfg.few_shot, **kwargs)
+    assert (tuning.prompt.basis is not None) == (prompt == "image")
+    photos = np.tanh(rng.standard_normal((2, 3, 64, 64))).astype(np.float32)
+    for _ in range(3):
+        total, terms = tuning.step(photos, rng)
+        assert np.isfinite(float(total.asnumpy())) and all(np.isfinite(float(v.asnumpy())) for v in terms)
+    if prompt == "image":
+        assert float(terms[2].asnumpy()) > 0
+    for net in (trained, ema):
+        changed = moved(before, snapshot(net))
+        assert changed == {n for n in before if decoder_trained(n)}, sorted(changed ^ {n for n in before
+                                                                                      if decoder_trained(n)})[:4]
+    assert not moved(before_clip, snapshot(clip)) and not moved(before_dino, snapshot(structure))
+    assert tuning.styles(2).shape == (2, 10, 16)

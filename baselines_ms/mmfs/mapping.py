@@ -37,9 +37,10 @@ TERMS = ("l1", "feat")
 
 
 def stand_in_clip_config(embed_dim):
-    """A random CLIP of the real ViT-B/32 architecture at width 32, 2 blocks per tower, 32-px input
-    (smoke runs without weights.clip); the tokenizer's full vocabulary and 77-token context."""
-    return ClipConfig(embed_dim=embed_dim, image_resolution=32, vision_layers=2, vision_width=32,
+    """A random CLIP of the real ViT-B/32 architecture at width 32, 32-px input, 4 image blocks (the
+    token-projection loss reads the 4th), 2 text blocks (smoke runs without weights.clip); the
+    tokenizer's full vocabulary and 77-token context."""
+    return ClipConfig(embed_dim=embed_dim, image_resolution=32, vision_layers=4, vision_width=32,
                       vision_patch_size=8, vision_heads=4, transformer_width=32, transformer_heads=4,
                       transformer_layers=2)
 
