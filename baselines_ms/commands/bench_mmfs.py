@@ -4,18 +4,20 @@ Not a test: it prints figures for docs/BENCHMARKS.md. Two workloads, each in a f
 framework (bench_baselines' machinery: peak RSS above the process's baseline, CPU seconds per step,
 compile = first - median step):
 
-* ``step``: one phase-4 update (BASELINES 5.1, exp/sp2pII-phase4.yaml) from an image prompt (one-shot,
-  the zero-shot step is the same without the projection term): styles = clip_mapper(prompt feature)
-  (frozen), fake = Stylizer(photos, styles, fresh noise); loss = 0.5 L_ST(fake, photos) (DINO keys'
+* ``step``: one phase-4 update (BASELINES 5.1, exp/sp2pII-phase4.yaml) from an image prompt (one-shot;
+  the zero-shot step is the same without the projection term): ``prompting.FewShotLoss`` under
+  ``UpdateStep``, as ``PromptTuning.step`` runs it: fake = Stylizer(photos, clip_mapper(prompt
+  feature), fresh noise) (mapper frozen, its dropout on); loss = 0.5 L_ST(fake, photos) (DINO keys'
   self-similarity) + 1.0 L_CLIP (direction from the batch's mean CLIP embedding to the prompt's) + 100
   L_PROJ (4th-block CLIP tokens on the prompt's token basis); gradients w.r.t. decoder0..4b /
   to_rgb0..4 only; Adam lr 2e-4 betas (0.9, 0.999) (FewShotConfig's values). The EMA (0.99) after
   each step is not timed.
-* ``inference``: Stylizer(photos, clip_mapper(prompt feature), fresh noise), no gradients.
+* ``inference``: the render path: the prompt's w+ once (eval-mode mapper), then Stylizer(photos,
+  w+, fresh noise), no gradients.
 
 Random weights on both sides (the costs do not depend on the values; the losses are therefore not
 comparable across frameworks). The prompt feature and the projection basis are host constants, as
-they are once per prompt in MMFS. The clip mapper runs in eval mode (no dropout) on both sides.
+they are once per prompt in MMFS.
 
 Presets: ``small`` (64 px, narrow Stylizer, style_dim 64, tiny DINO/CLIP stand-ins of the real
 architecture) and ``real`` (512 px, the official Stylizer, DINO ViT-B/8 at 224, CLIP ViT-B/32).
@@ -112,46 +114,18 @@ def build_mindspore(cfg):
     return stylizer, dino, visual
 
 
-def mindspore_cells(cfg, stylizer, dino, visual):
-    """(inference cell, one-shot loss cell): both take (photos, prompt, noise)."""
-    from mindspore import nn, ops
-
+def one_shot_loss(cfg, stylizer, dino, visual):
+    """prompting.FewShotLoss (the phase-4 loss cell) for an image prompt: the directional loss with the
+    batch source and the token projection on the host basis; (photos, feature, target, noise) inputs."""
+    from baselines_ms.mmfs.prompting import FewShotLoss
     from modify_ms.losses.clip_losses import DirectionalClipLoss, TokenProjectionLoss
     from modify_ms.losses.structure import DinoStructureLoss
 
     phase = few_shot_phase()
     size = (cfg["size"], cfg["size"])
-
-    class PromptStylize(nn.Cell):
-        """Stylizer(photos, clip_mapper(prompt) for every photo, noise)."""
-
-        def __init__(self):
-            super().__init__(auto_prefix=False)
-            self.stylizer = stylizer
-
-        def construct(self, photos, prompt, noise):
-            feats = ops.tile(prompt, (photos.shape[0], 1))
-            styles = ops.stop_gradient(self.stylizer.styles_from_clip(feats))
-            return self.stylizer(photos, styles, noise)
-
-    class OneShotLoss(nn.Cell):
-        """(lambda_st L_ST + lambda_clip L_CLIP + lambda_proj L_PROJ, fake)."""
-
-        def __init__(self):
-            super().__init__(auto_prefix=False)
-            self.stylize = PromptStylize()
-            self.structure = DinoStructureLoss(dino, size)
-            self.direction = DirectionalClipLoss(visual, size, source_from_batch=True)
-            self.projection = TokenProjectionLoss(visual, size, host_basis(cfg), PROJECTION_LAYERS)
-
-        def construct(self, photos, prompt, noise):
-            fake = self.stylize(photos, prompt, noise)
-            total = (phase.lambda_st * self.structure(fake, photos)
-                     + phase.lambda_clip * self.direction(fake, photos, prompt)
-                     + phase.lambda_proj * self.projection(fake))
-            return total, ops.stop_gradient(fake)
-
-    return PromptStylize(), OneShotLoss()
+    return FewShotLoss(stylizer, DinoStructureLoss(dino, size), DirectionalClipLoss(visual, size, True),
+                       TokenProjectionLoss(visual, size, host_basis(cfg), PROJECTION_LAYERS),
+                       (phase.lambda_st, phase.lambda_clip, phase.lambda_proj))
 
 
 def run_mindspore(workload, cfg):
@@ -170,28 +144,32 @@ def run_mindspore(workload, cfg):
     seed_everything(cfg["seed"])
     baseline = rss_mib()
     stylizer, dino, visual = build_mindspore(cfg)
-    stylize, loss_cell = mindspore_cells(cfg, stylizer, dino, visual)
     params = [p for p in stylizer.trainable_params() if decoder_trained(p.name)]
     n = cfg["steps"] + 1
     photos, noises = host_images(cfg, cfg["batch"], n), host_noise(cfg, n)
     prompt = ms.Tensor(host_prompt(cfg))
     losses, cpu = [], []
     if workload == "step":
+        for name, p in stylizer.parameters_and_names():
+            p.requires_grad = decoder_trained(name)
+        stylizer.clip_mapper.set_train(True)  # dropout on, as PromptTuning (the mapper's weights frozen)
         optim = build_optimizer(_Params(params), few_shot_phase().optim())
-        update = UpdateStep(loss_cell, [(optim, params)])
+        update = UpdateStep(one_shot_loss(cfg, stylizer, dino, visual), [(optim, params)])
 
         def step(x, noise):
-            loss, _ = update(ms.Tensor(x), prompt, ms.mutable(tuple(ms.Tensor(a) for a in noise)))
+            loss, _, _ = update(ms.Tensor(x), prompt, prompt, ms.mutable(tuple(ms.Tensor(a) for a in noise)))
             losses.append(float(loss.asnumpy()))
-    else:
+    else:  # the render path: the prompt's w+ once (eval-mode mapper), then the Stylizer
+        styles = ms.Tensor(stylizer.styles_from_clip(ms.Tensor(host_prompt(cfg).repeat(cfg["batch"], 0))).asnumpy())
+
         def step(x, noise):
-            out = stylize(ms.Tensor(x), prompt, ms.mutable(tuple(ms.Tensor(a) for a in noise)))
+            out = stylizer(ms.Tensor(x), styles, ms.mutable(tuple(ms.Tensor(a) for a in noise)))
             losses.append(float(out.asnumpy().mean()))
 
     first, med, times = time_stage1(with_cpu_time(step, cpu), list(zip(photos, noises)), cfg["steps"])
     return result("mindspore", ms.__version__, workload, cfg, baseline, first, med, times,
                   dict(cpu_s=median(cpu[1:]), loss_first=losses[0], loss_last=losses[-1], params=len(params),
-                       code="baselines_ms.mmfs (Stylizer, CLIPFeats2Wplus) + modify_ms.losses"))
+                       code="baselines_ms.mmfs.prompting.FewShotLoss"))
 
 
 # ----------------------------------------------------------------------------- driver

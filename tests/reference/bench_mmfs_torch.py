@@ -1,11 +1,12 @@
 """PyTorch side of tools/bench_mmfs.py (``python -m tests.reference.bench_mmfs_torch WORKLOAD CONFIG_JSON``).
 
 The same workloads as baselines_ms/commands/bench_mmfs.py, on the test references written from the
-mathematics: the Stylizer (mmfs_ref), the clip mapper (mmfs_clip_ref.ClipMapperRef, eval), DINO and
+mathematics: the Stylizer (mmfs_ref), the clip mapper (torch's own pre-norm TransformerEncoder,
+mmfs_clip_ref.TorchEncoderMapper: dropout on in the step, as the official train mode), DINO and
 CLIP's image tower (vit_ref) and the losses (vit_ref.structure_loss, directional_clip_loss with the
 batch source, token_projection_loss). ``step``: 0.5 L_ST + 1.0 L_CLIP + 100 L_PROJ, backward,
 torch.optim.Adam(lr 2e-4, betas (0.9, 0.999)) on decoder0..4b / to_rgb0..4 only; ``inference``: the
-Stylizer under no_grad. Prints one ``RESULT {json}`` line.
+prompt's w+ once, then the Stylizer under no_grad. Prints one ``RESULT {json}`` line.
 """
 import json
 import sys
@@ -17,7 +18,7 @@ from baselines_ms.commands.bench_mmfs import (PROJECTION_LAYERS, VIT_INPUT, host
 from modify_ms.commands.bench_modify import host_images, result, time_stage1
 from modify_ms.utils.bench import median, rss_mib, torch_threads
 from . import vit_ref
-from .mmfs_clip_ref import ClipMapperRef, randomize_
+from .mmfs_clip_ref import TorchEncoderMapper, randomize_
 from .mmfs_ref import Stylizer, randomize_stylizer_
 
 
@@ -37,7 +38,8 @@ def build(cfg):
     mp, d, c = cfg["mapper"], cfg["dino"], cfg["clip"]
     stylizer = randomize_stylizer_(Stylizer(cfg["size"], cfg["ngf"], cfg["style_dim"], cfg["n_mlp"],
                                             cfg["channel_multiplier"], cfg["channel_max"]), cfg["seed"])
-    mapper = randomize_(ClipMapperRef(10, cfg["style_dim"], mp["n_layers"], mp["n_heads"], mp["ff_dim"]), cfg["seed"])
+    mapper = randomize_(TorchEncoderMapper(10, cfg["style_dim"], mp["n_layers"], mp["n_heads"], mp["ff_dim"]),
+                        cfg["seed"])
     dino = vit_ref.randomize(vit_ref.DinoViT(VIT_INPUT, d["patch_size"], d["width"], d["layers"], d["heads"]))
     clip = vit_ref.randomize(ClipImageTower(c, cfg["style_dim"]))
     for frozen in (mapper.eval(), dino.eval(), clip.eval()):
@@ -61,18 +63,22 @@ def main(workload, cfg):
     opt = torch.optim.Adam(params, lr=cfg["lr"], betas=tuple(float(b) for b in cfg["betas"]))
     losses, cpu = [], []
 
-    def stylize(x, noise):
+    def prompt_styles(batch):
         with torch.no_grad():  # the mapper is frozen in phase 4
-            styles = mapper(prompt.expand(x.shape[0], -1)).transpose(0, 1)  # seq-first [10, B, D]
-        return stylizer(x, styles, [torch.from_numpy(a) for a in noise])
+            return mapper(prompt.expand(batch, -1)).transpose(0, 1)  # seq-first [10, B, D]
+
+    if workload == "inference":
+        styles = prompt_styles(cfg["batch"])
+    else:
+        mapper.train()
 
     def step(x, noise):
-        x = torch.from_numpy(x)
+        x, noise = torch.from_numpy(x), [torch.from_numpy(a) for a in noise]
         if workload == "inference":
             with torch.no_grad():
-                losses.append(stylize(x, noise).mean().item())
+                losses.append(stylizer(x, styles, noise).mean().item())
             return
-        fake = stylize(x, noise)
+        fake = stylizer(x, prompt_styles(x.shape[0]), noise)
         loss = (w_st * vit_ref.structure_loss(dino, fake, x, (VIT_INPUT, VIT_INPUT), cfg["dino"]["layers"] - 1)
                 + w_clip * vit_ref.directional_clip_loss(clip, fake, x, None, VIT_INPUT, prompt=prompt)
                 + w_proj * vit_ref.token_projection_loss(clip, fake, basis, VIT_INPUT, PROJECTION_LAYERS))
