@@ -7,6 +7,8 @@ Tiny dimensions (dim 16, 2 heads, ff 24, 4 layers, 10 tokens), random weights wi
 or 1. Tolerances (float32): forward rel 1e-5, gradients rel 1e-4 (w.r.t. the input feature and
 every parameter group of one layer), GRAPH and PYNATIVE; eval mode (dropout off).
 """
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -221,3 +223,61 @@ def test_few_shot_changes_only_the_decoder(few_shot_parts, prompt):
                                                                                       if decoder_trained(n)})[:4]
     assert not moved(before_clip, snapshot(clip)) and not moved(before_dino, snapshot(structure))
     assert tuning.styles(2).shape == (2, 10, 16)
+
+
+# ---------------------------------------------------------------- tools/mmfs.py
+def test_mmfs_tool_bad_prompt_is_one_line(tmp_path):
+    """A style image that is not an image: one line, exit 2, nothing written."""
+    from cli_harness import assert_one_line_error, run_tool
+
+    bad = tmp_path / "ref.png"
+    bad.write_text("not an image")
+    out = tmp_path / "out"
+    proc = run_tool(["tools/mmfs.py", "--stylizer", str(tmp_path / "none"), "--style-image", str(bad),
+                     "--photos", "builtin:astronaut", "--out", str(out)], cwd=str(tmp_path))
+    assert_one_line_error(proc, "ref.png", "not a readable image")
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def phase3_run(tmp_path_factory):
+    from baselines_ms.mmfs.trainer import train_mmfs
+
+    out = str(tmp_path_factory.mktemp("p3") / "run")
+    cfg = tiny_config(out, ["phase=clip_mapping", "clip_mapping.steps=2", "run.ckpt_every=2", "run.sample_every=2"])
+    train_mmfs(cfg, out, log=lambda _m: None)
+    return out
+
+
+@pytest.mark.slow
+def test_mmfs_tool_one_shot_on_builtin_photos(phase3_run, tmp_path):
+    """From a phase-3 run and a style image: 2 fine-tuning steps, then one PNG per photo (64 px)."""
+    from PIL import Image
+
+    from cli_harness import run_tool
+
+    ref_path = tmp_path / "ref.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(ref_path)
+    out = tmp_path / "out"
+    proc = run_tool(["tools/mmfs.py", "--stylizer", phase3_run, "--style-image", str(ref_path), "--photos",
+                     "builtin:astronaut", "builtin:grace_hopper", "--out", str(out), "--steps", "2"],
+                    cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = sorted(os.listdir(out / "stylized"))
+    assert files == ["astronaut.png", "grace_hopper.png"]
+    assert Image.open(out / "stylized" / files[0]).size == (64, 64)
+
+
+@pytest.mark.slow
+def test_stylize_tool_text_option_on_a_phase3_run(phase3_run, tmp_path):
+    """tools/stylize.py --method mmfs --opt text=...: the registry's prompt path (fine-tunes first)."""
+    from PIL import Image
+
+    from cli_harness import run_tool
+
+    src, out = tmp_path / "p0.png", tmp_path / "out.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(src)
+    proc = run_tool(["tools/stylize.py", "--method", "mmfs", "--run", phase3_run, "--opt", "text=pop art",
+                     "--input", str(src), "--output", str(out), "--align", "none"], cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert out.is_file()

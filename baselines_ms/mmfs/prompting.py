@@ -22,6 +22,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
+from modify_ms.config import ConfigError
 from modify_ms.losses.clip_losses import (PROJECTION_LAYERS, DirectionalClipLoss, TokenProjectionLoss, image_prompt,
                                           projection_basis, text_prompt_direction)
 from modify_ms.models.irse import freeze
@@ -42,7 +43,7 @@ PHASE = "few_shot"
 TERMS = ("structure", "clip", "proj")
 
 
-class PromptError(ValueError):
+class PromptError(ConfigError):
     """A prompt that cannot be used (both or neither given, an unreadable image)."""
 
 
