@@ -270,14 +270,14 @@ def test_mmfs_tool_one_shot_on_builtin_photos(phase3_run, tmp_path):
 
 @pytest.mark.slow
 def test_stylize_tool_text_option_on_a_phase3_run(phase3_run, tmp_path):
-    """tools/stylize.py --method mmfs --opt text=...: the registry's prompt path (fine-tunes first)."""
+    """tools/stylize.py --method mmfs --text ...: the registry's prompt path (fine-tunes first)."""
     from PIL import Image
 
     from cli_harness import run_tool
 
     src, out = tmp_path / "p0.png", tmp_path / "out.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(src)
-    proc = run_tool(["tools/stylize.py", "--method", "mmfs", "--run", phase3_run, "--opt", "text=pop art",
+    proc = run_tool(["tools/stylize.py", "--method", "mmfs", "--run", phase3_run, "--text", "pop art",
                      "--input", str(src), "--output", str(out), "--align", "none"], cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.is_file()

@@ -43,6 +43,8 @@ def parse_args(argv=None):
                                       "as --stage1)")
     parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                         help="an option of a method other than MODIFY (a YAML value)")
+    parser.add_argument("--text", help="a text prompt (methods taking one, e.g. mmfs: as --opt text=...)")
+    parser.add_argument("--style-image", help="a style image prompt (e.g. mmfs: as --opt style_image=...)")
     parser.add_argument("--config", default=None,
                         help="MODIFY: stage-2 YAML config (default: the repository's yaml/ffhq_stylize.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
@@ -111,8 +113,8 @@ def _modify_config(args):
             raise ConfigError(f"--mode {mode} contradicts --method {args.method} "
                               f"(mode {MODIFY_MODES[args.method]}); use --method modify --mode {mode}")
         mode = MODIFY_MODES[args.method]
-    if args.opt:
-        raise ConfigError(f"--opt is for methods other than MODIFY; {args.method} takes --set KEY=VALUE "
+    if args.opt or args.text or args.style_image:
+        raise ConfigError(f"--opt / --text / --style-image are for methods other than MODIFY; {args.method} takes --set KEY=VALUE "
                           f"(its stage-2 config), --steps, --seed, --work-dir")
     overrides = list(args.set)
     for key, value in (("stage1", stage1), ("mode", mode), ("test_time_steps", args.steps),
@@ -158,6 +160,11 @@ def method_options(args, log=None):
             opts[key.strip()] = yaml.safe_load(value) if value.strip() else ""
         except yaml.YAMLError:
             raise ConfigError(f"--opt {item!r}: the value is not YAML") from None
+    for key, value in (("text", args.text), ("style_image", args.style_image)):
+        if value:
+            if key in opts and opts[key] != value:
+                raise ConfigError(f"--{key.replace('_', '-')} and --opt {key}= differ: give one of them")
+            opts[key] = value
     if log is not None and (accepted is None or "log" in accepted):
         opts.setdefault("log", log)
     return opts
