@@ -34,8 +34,8 @@ import sys
 
 from baselines_ms.commands.bench_baselines import CPU_HEADER, cpu_columns, with_cpu_time
 from modify_ms.commands import REPO_ROOT
-from modify_ms.commands.bench_modify import HEADER, host_images, result, table_row, time_stage1
-from modify_ms.utils.bench import median, print_table, rss_mib, worker_result, write_json
+from modify_ms.commands.bench_modify import HEADER, host_images, reset_peak_rss, result, table_row, time_stage1
+from modify_ms.utils.bench import median, peak_rss_mb, print_table, rss_mib, worker_result, write_json
 
 WORKLOADS = ("step", "inference")
 PRESETS = {
@@ -90,6 +90,26 @@ def host_noise(cfg, count):
     rng = np.random.default_rng(cfg["seed"] + 5)
     return [[rng.standard_normal(sh).astype(np.float32) for sh in noise_shapes(cfg, cfg["batch"])]
             for _ in range(count)]
+
+
+def restart_peak_after_first(step, first_peak):
+    """``step`` that restarts the kernel's peak RSS (VmHWM) after its first call (compilation /
+    warm-up), so that ``peak_rss_mb()`` at the end is the peak of the later steps alone."""
+    def wrapped(*args):
+        step(*args)
+        if not first_peak:
+            first_peak.append(peak_rss_mb())
+            reset_peak_rss()
+    return wrapped
+
+
+def timed_result(framework, version, workload, cfg, baseline, step, inputs, extra):
+    """time_stage1 over ``step`` with CPU seconds and the steady-state peak (after the first step)."""
+    cpu, first_peak = [], []
+    first, med, times = time_stage1(with_cpu_time(restart_peak_after_first(step, first_peak), cpu), inputs,
+                                    cfg["steps"])
+    return result(framework, version, workload, cfg, baseline, first, med, times,
+                  dict(extra, cpu_s=median(cpu[1:]), steady_peak_mib=peak_rss_mb()))
 
 
 # ----------------------------------------------------------------------------- MindSpore worker
@@ -148,7 +168,7 @@ def run_mindspore(workload, cfg):
     n = cfg["steps"] + 1
     photos, noises = host_images(cfg, cfg["batch"], n), host_noise(cfg, n)
     prompt = ms.Tensor(host_prompt(cfg))
-    losses, cpu = [], []
+    losses = []
     if workload == "step":
         for name, p in stylizer.parameters_and_names():
             p.requires_grad = decoder_trained(name)
@@ -166,13 +186,20 @@ def run_mindspore(workload, cfg):
             out = stylizer(ms.Tensor(x), styles, ms.mutable(tuple(ms.Tensor(a) for a in noise)))
             losses.append(float(out.asnumpy().mean()))
 
-    first, med, times = time_stage1(with_cpu_time(step, cpu), list(zip(photos, noises)), cfg["steps"])
-    return result("mindspore", ms.__version__, workload, cfg, baseline, first, med, times,
-                  dict(cpu_s=median(cpu[1:]), loss_first=losses[0], loss_last=losses[-1], params=len(params),
-                       code="baselines_ms.mmfs.prompting.FewShotLoss"))
+    out = timed_result("mindspore", ms.__version__, workload, cfg, baseline, step, list(zip(photos, noises)),
+                       dict(params=len(params), code="baselines_ms.mmfs.prompting.FewShotLoss"))
+    return dict(out, loss_first=losses[0], loss_last=losses[-1])
 
 
 # ----------------------------------------------------------------------------- driver
+STEADY_HEADER = ["MS peak after 1st step MiB", "PT peak after 1st step MiB", "ratio"]
+
+
+def steady_columns(ms_r, pt_r):
+    a, b = ms_r["steady_peak_mib"], pt_r["steady_peak_mib"]
+    return [f"{a:.0f}", f"{b:.0f}", f"{a / b:.2f}" if b else "nan"]
+
+
 def run_worker(framework, workload, cfg, timeout):
     if framework == "mindspore":
         cmd = [sys.executable, "-m", "baselines_ms.commands.bench_mmfs", "--worker", workload,
@@ -223,16 +250,18 @@ def main(argv=None):
         results[w] = res
         for fw, r in res.items():
             print(f"# mmfs {w} {fw} {r['version']}: first {r['first_s']:.2f} s, times "
-                  f"{[round(t, 3) for t in r['times']]}, CPU {r['cpu_s']:.3f} s/step, trained params {r['params']}, "
+                  f"{[round(t, 3) for t in r['times']]}, CPU {r['cpu_s']:.3f} s/step, peak {r['peak_mib']:.0f} MiB "
+                  f"(after the first step {r['steady_peak_mib']:.0f}), trained params {r['params']}, "
                   f"load avg {r['loadavg']:.2f}", flush=True)
         label = (f"{cfg['size']} px MMFS {'one-shot step' if w == 'step' else 'inference'} B={args.batch} "
                  f"({args.preset})")
-        rows.append(table_row(label, res["mindspore"], res["torch"]) + cpu_columns(res["mindspore"], res["torch"]))
+        rows.append(table_row(label, res["mindspore"], res["torch"]) + cpu_columns(res["mindspore"], res["torch"])
+                    + steady_columns(res["mindspore"], res["torch"]))
     pin = f" pinned to core {args.pin_core}" if args.pin_core >= 0 else ""
     print(f"MMFS one-shot fine-tuning step / inference, preset {args.preset} ({json.dumps(PRESETS[args.preset])}), "
           f"{args.threads} thread(s) each{pin}, random weights, load avg at start "
           f"{'/'.join(f'{v:.1f}' for v in load_start)}, at end {'/'.join(f'{v:.1f}' for v in os.getloadavg())}")
-    print_table(rows, args.markdown, HEADER + CPU_HEADER)
+    print_table(rows, args.markdown, HEADER + CPU_HEADER + STEADY_HEADER)
     if args.json:
         write_json(args.json, dict(config=cfg, results=results))
     return 0

@@ -13,10 +13,10 @@ import sys
 
 import torch
 
-from baselines_ms.commands.bench_baselines import with_cpu_time
-from baselines_ms.commands.bench_mmfs import (PROJECTION_LAYERS, VIT_INPUT, host_basis, host_noise, host_prompt)
-from modify_ms.commands.bench_modify import host_images, result, time_stage1
-from modify_ms.utils.bench import median, rss_mib, torch_threads
+from baselines_ms.commands.bench_mmfs import (PROJECTION_LAYERS, VIT_INPUT, host_basis, host_noise, host_prompt,
+                                              timed_result)
+from modify_ms.commands.bench_modify import host_images
+from modify_ms.utils.bench import rss_mib, torch_threads
 from . import vit_ref
 from .mmfs_clip_ref import TorchEncoderMapper, randomize_
 from .mmfs_ref import Stylizer, randomize_stylizer_
@@ -61,7 +61,7 @@ def main(workload, cfg):
     basis = torch.from_numpy(host_basis(cfg))
     w_st, w_clip, w_proj = cfg["weights"]
     opt = torch.optim.Adam(params, lr=cfg["lr"], betas=tuple(float(b) for b in cfg["betas"]))
-    losses, cpu = [], []
+    losses = []
 
     def prompt_styles(batch):
         with torch.no_grad():  # the mapper is frozen in phase 4
@@ -87,10 +87,9 @@ def main(workload, cfg):
         opt.step()
         losses.append(loss.item())
 
-    first, med, times = time_stage1(with_cpu_time(step, cpu), list(zip(photos, noises)), cfg["steps"])
-    return result("torch", torch.__version__, workload, cfg, baseline, first, med, times,
-                  dict(cpu_s=median(cpu[1:]), loss_first=losses[0], loss_last=losses[-1], params=len(params),
-                       code="tests.reference.bench_mmfs_torch"))
+    out = timed_result("torch", torch.__version__, workload, cfg, baseline, step, list(zip(photos, noises)),
+                       dict(params=len(params), code="tests.reference.bench_mmfs_torch"))
+    return dict(out, loss_first=losses[0], loss_last=losses[-1])
 
 
 if __name__ == "__main__":
