@@ -96,6 +96,7 @@ class ClipMappingTrainer(MMFSTrainer):
     """Phase 3 on MMFSTrainer's run machinery (data loop, checkpoints, resume, metrics)."""
 
     progress_keys = ("loss", "l1")
+    sample_note = "rows: the photos, the frozen Stylizer's target with one z, the EMA Stylizer from its CLIP feature"
 
     def __init__(self, cfg, run_dir, log=print, pipeline=None, target=None, start_step=0):
         self.cfg, self.run_dir, self.log = cfg, run_dir, log

@@ -142,6 +142,7 @@ class FewShotTrainer(MMFSTrainer):
     """Phase 4 on MMFSTrainer's run machinery (data loop over the face set, checkpoints, resume)."""
 
     progress_keys = ("loss", "clip")
+    sample_note = "rows: the photos, then the EMA Stylizer with the prompt's w+"
 
     def __init__(self, cfg, run_dir, log=print, pipeline=None, target=None, start_step=0):
         self.cfg, self.run_dir, self.log = cfg, run_dir, log

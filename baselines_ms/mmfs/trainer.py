@@ -138,6 +138,8 @@ class MMFSTrainer(Stage1Trainer):
     over the face set (each batch paired with the art set's next batch when stage II is in the run)."""
 
     progress_label = METHOD
+    sample_note = ("styles: first row the inputs, then one z per row; reconstruction: G(z), then the Stylizer's "
+                   "reconstruction")
 
     def __init__(self, cfg, run_dir, log=print, pipeline=None, target=None, start_step=0):
         self.cfg, self.run_dir, self.log = cfg, run_dir, log
@@ -295,8 +297,7 @@ class MMFSTrainer(Stage1Trainer):
             save_grid(path, rows)
             paths[kind] = os.path.relpath(path, self.run_dir)
         metrics.write({"step": self.step, "samples": paths})
-        bar.write(f"step {self.step}: samples {', '.join(paths.values())} (styles: first row the inputs, then one "
-                  f"z per row; reconstruction: G(z), then the Stylizer's reconstruction)", file=sys.stderr)
+        bar.write(f"step {self.step}: samples {', '.join(paths.values())} ({self.sample_note})", file=sys.stderr)
 
 
 def train_own_phases(cfg, run_dir, resume=False, max_steps=None, log=print, trainer_cls=None):
