@@ -281,3 +281,24 @@ def test_stylize_tool_text_option_on_a_phase3_run(phase3_run, tmp_path):
                      "--input", str(src), "--output", str(out), "--align", "none"], cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.is_file()
+
+
+@pytest.mark.slow
+def test_phase4_run_through_train_mmfs(phase3_run, tmp_path):
+    """phase few_shot through trainer.train_mmfs from a phase-3 run: a checkpoint with optim.few_shot,
+    the decoder moved and the encoder not (against the phase-3 EMA Stylizer)."""
+    from baselines_ms.mmfs.trainer import train_mmfs
+    from modify_ms.train.common import resolve_checkpoint
+    from modify_ms.utils.checkpoint import read_arrays
+
+    out = str(tmp_path / "run")
+    cfg = tiny_config(out, ["phase=few_shot", "few_shot.steps=2", "few_shot.text=a watercolor painting",
+                            f"weights.stylizer={phase3_run}", "model.dino.patch_size=16", "run.ckpt_every=2",
+                            "run.sample_every=2"])
+    assert train_mmfs(cfg, out, log=lambda _m: None).step == 2
+    start, _ = read_arrays(resolve_checkpoint(phase3_run))
+    end, _ = read_arrays(resolve_checkpoint(out))
+    assert any(k.startswith("optim.few_shot/") for k in end)
+    key = "stylizer_ema/"
+    changed = {k[len(key):] for k in end if k.startswith(key) and not np.array_equal(end[k], start[k])}
+    assert changed and all(k.startswith(("decoder", "to_rgb")) for k in changed), sorted(changed)[:4]

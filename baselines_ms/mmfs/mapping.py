@@ -20,7 +20,7 @@ from mindspore import Tensor, nn, ops
 from modify_ms.losses.clip_losses import l2_normalize
 from modify_ms.models.clip import CLIP, ClipConfig, ClipImageInput, load_clip
 from modify_ms.models.irse import freeze
-from modify_ms.train.common import RunCheckpoints, optimizer_groups, seed_everything, setup_runtime
+from modify_ms.train.common import RunCheckpoints, seed_everything, setup_runtime
 from modify_ms.train.distributed import worker_rng
 from modify_ms.train.optim import build_optimizer
 from modify_ms.train.stage1 import Stage1Trainer
@@ -92,43 +92,57 @@ def mapper_trained(name):
     return name.startswith("clip_mapper.")
 
 
-class ClipMappingTrainer(MMFSTrainer):
-    """Phase 3 on MMFSTrainer's run machinery (data loop, checkpoints, resume, metrics)."""
+class ClipPhaseTrainer(MMFSTrainer):
+    """Phases 3 and 4 on MMFSTrainer's run machinery (data loop over the face set, checkpoints,
+    resume, metrics): the networks from weights.stylizer, D frozen; ``build_phase`` (subclasses)
+    sets up the phase's cells and returns its optimizers."""
 
-    progress_keys = ("loss", "l1")
-    sample_note = "rows: the photos, the frozen Stylizer's target with one z, the EMA Stylizer from its CLIP feature"
+    phase = None
 
     def __init__(self, cfg, run_dir, log=print, pipeline=None, target=None, start_step=0):
         self.cfg, self.run_dir, self.log = cfg, run_dir, log
         self.pipeline, self.target = pipeline, target
-        self.world = setup_runtime(cfg.run, run_dir, cache_key=f"{METHOD}-{PHASE}", make_dir=False)
+        self.world = setup_runtime(cfg.run, run_dir, cache_key=f"{METHOD}-{self.phase}", make_dir=False)
         seed_everything(cfg.run.seed)
         self.nets = MMFSNets(cfg)
         self.generator = None
         load_weights(self.nets, None, cfg, log)
         copy_params(self.nets.stylizer_ema, self.nets.stylizer)
+        freeze(self.nets.discriminator)  # phases 3 and 4 never step D
+        self.optimizers = self.build_phase(cfg, log)
+        self.rng = worker_rng(cfg.run.seed, self.world)
+        self.step = 0
+        self.ckpts = RunCheckpoints(run_dir, cfg.run.keep_checkpoints)
+
+    def build_phase(self, cfg, log):
+        raise NotImplementedError
+
+    def log_step(self, record, total, bar, metrics, pending):
+        Stage1Trainer.log_step(self, record, total, bar, metrics, pending)
+
+
+class ClipMappingTrainer(ClipPhaseTrainer):
+    """Phase 3: only the clip mapper trains (dropout on)."""
+
+    phase = PHASE
+    progress_keys = ("loss", "l1")
+    sample_note = "rows: the photos, the frozen Stylizer's target with one z, the EMA Stylizer from its CLIP feature"
+
+    def build_phase(self, cfg, log):
         s = self.nets.stylizer
-        self.params = {PHASE: [p for n, p in s.parameters_and_names() if mapper_trained(n)]}
+        params = [p for n, p in s.parameters_and_names() if mapper_trained(n)]
         for n, p in s.parameters_and_names():
             p.requires_grad = mapper_trained(n)
-        freeze(self.nets.discriminator)
         s.clip_mapper.set_train(True)  # dropout as in the official train mode
         self.clip = build_clip(cfg, log)
         p3 = cfg.clip_mapping
         size = cfg.model.stylizer.size
         loss = ClipMappingLoss(s, ClipEmbedding(self.clip.visual, (size, size)), self.nets.discriminator,
                                p3.lambda_l1, p3.lambda_feat)
-        self.optimizers = {PHASE: build_optimizer(_Params(self.params[PHASE]), p3.optim())}
-        self.cells = {"step": UpdateStep(loss, [(self.optimizers[PHASE], self.params[PHASE])]),
+        optimizer = build_optimizer(_Params(params), p3.optim())
+        self.cells = {"step": UpdateStep(loss, [(optimizer, params)]),
                       "ema": EMAUpdate(self.nets.stylizer_ema, s, p3.ema)}
-        self.rng = worker_rng(cfg.run.seed, self.world)
-        self.step = 0
-        self.ckpts = RunCheckpoints(run_dir, cfg.run.keep_checkpoints)
-
-    def groups(self):
-        groups = self.nets.groups()
-        groups.update(optimizer_groups(self.optimizers))
-        return groups
+        return {PHASE: optimizer}
 
     def draw(self, batch):
         """(z1, z2, cutoff, noise for real_B, noise for the fake) from the run's host stream."""

@@ -25,19 +25,15 @@ from mindspore import Tensor, nn, ops
 from modify_ms.config import ConfigError
 from modify_ms.losses.clip_losses import (PROJECTION_LAYERS, DirectionalClipLoss, TokenProjectionLoss, image_prompt,
                                           projection_basis, text_prompt_direction)
-from modify_ms.models.irse import freeze
-from modify_ms.train.common import RunCheckpoints, optimizer_groups, seed_everything, setup_runtime
-from modify_ms.train.distributed import worker_rng
+from modify_ms.train.common import seed_everything
 from modify_ms.train.optim import build_optimizer
-from modify_ms.train.stage1 import Stage1Trainer
 from modify_ms.train.steps import UpdateStep
 
 from baselines_ms.blendgan.trainer import EMAUpdate, _Params, copy_params
 
-from .config import METHOD
-from .mapping import build_clip
+from .mapping import ClipPhaseTrainer, build_clip
 from .networks import Stylizer, decoder_trained
-from .trainer import MMFSNets, MMFSTrainer, build_structure_loss, load_weights, train_own_phases
+from .trainer import build_structure_loss, train_own_phases
 
 PHASE = "few_shot"
 TERMS = ("structure", "clip", "proj")
@@ -138,42 +134,23 @@ class PromptTuning:
 
 
 # ----------------------------------------------------------------- phase 4 as a run
-class FewShotTrainer(MMFSTrainer):
-    """Phase 4 on MMFSTrainer's run machinery (data loop over the face set, checkpoints, resume)."""
+class FewShotTrainer(ClipPhaseTrainer):
+    """Phase 4 as a run: PromptTuning over the run's Stylizer pair, on the face set."""
 
+    phase = PHASE
     progress_keys = ("loss", "clip")
     sample_note = "rows: the photos, then the EMA Stylizer with the prompt's w+"
 
-    def __init__(self, cfg, run_dir, log=print, pipeline=None, target=None, start_step=0):
-        self.cfg, self.run_dir, self.log = cfg, run_dir, log
-        self.pipeline, self.target = pipeline, target
-        self.world = setup_runtime(cfg.run, run_dir, cache_key=f"{METHOD}-{PHASE}", make_dir=False)
-        seed_everything(cfg.run.seed)
-        self.nets = MMFSNets(cfg)
-        self.generator = None
-        load_weights(self.nets, None, cfg, log)
-        copy_params(self.nets.stylizer_ema, self.nets.stylizer)
-        freeze(self.nets.discriminator)  # untouched in phase 4
+    def build_phase(self, cfg, log):
         f = cfg.few_shot
         self.tuning = PromptTuning(self.nets.stylizer, self.nets.stylizer_ema, build_clip(cfg, log),
                                    build_structure_loss(cfg, log), f, text=f.text, image=f.image)
-        self.optimizers = {PHASE: self.tuning.optimizer}
-        self.rng = worker_rng(cfg.run.seed, self.world)
-        self.step = 0
-        self.ckpts = RunCheckpoints(run_dir, cfg.run.keep_checkpoints)
-
-    def groups(self):
-        groups = self.nets.groups()
-        groups.update(optimizer_groups(self.optimizers))
-        return groups
+        return {PHASE: self.tuning.optimizer}
 
     def train_step(self, face, art=None):
         total, terms = self.tuning.step(face, self.rng)
         self.step += 1
         return dict({"step": self.step, "phase": PHASE, "loss": total}, **dict(zip(TERMS, terms)))
-
-    def log_step(self, record, total, bar, metrics, pending):
-        Stage1Trainer.log_step(self, record, total, bar, metrics, pending)
 
     def sample_grids(self):
         """{'few_shot': rows [held photos, the EMA Stylizer with the prompt's w+]}; noise from (run.seed, 7)."""
