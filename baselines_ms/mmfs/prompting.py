@@ -211,6 +211,11 @@ def stylize_with_prompt(stylizer, photos, text=None, style_image=None, names=Non
     if network.clip_mapper is None:
         raise StylizerError("mmfs: text= / style_image= need a Stylizer with a clip mapper (a phase-3 or "
                             "phase-4 run or file)")
+    needed = ("clip",) if cfg.phase == PHASE else ("clip", "dino")
+    missing = [k for k in needed if not getattr(cfg.weights, k)]
+    if missing and cfg.weights.require:
+        raise StylizerError(f"mmfs: a prompt needs weights.{' and weights.'.join(missing)} (converted files) in the "
+                            f"Stylizer's config; for a converted release file use tools/mmfs.py --clip / --dino")
     key = (text, style_image)
     try:
         if getattr(stylizer, "_prompt_tuning", (None,))[0] != key:
