@@ -40,6 +40,8 @@ def setup_runtime(run_cfg, out_dir, cache_key="default", make_dir=True, distribu
         os.makedirs(out_dir, exist_ok=True)
     ms.set_context(mode=ms.GRAPH_MODE if run_cfg.mode == "graph" else ms.PYNATIVE_MODE)
     select_device(run_cfg.device, device_id_for(run_cfg.device_id))
+    if run_cfg.device == "CPU":
+        set_cpu_threads(run_cfg.cpu_threads)
     if run_cfg.jit_level:
         ms.set_context(jit_config={"jit_level": run_cfg.jit_level})
     if run_cfg.max_device_memory:
@@ -55,6 +57,29 @@ def setup_runtime(run_cfg, out_dir, cache_key="default", make_dir=True, distribu
         cache = os.path.join(run_cfg.compile_cache_dir or os.path.join(out_dir, ".compile_cache"), key)
         ms.set_context(enable_compile_cache=True, compile_cache_path=cache)
     return world
+
+
+_CPU_THREADS = {}  # what set_cpu_threads set in this process
+
+
+def set_cpu_threads(count):
+    """MindSpore's CPU kernel threads (``run.cpu_threads``; 0 leaves MindSpore's default). MindSpore
+    takes the setting once per process: a second run asking the same is a no-op, one asking another
+    count is one line; a count the process's owner set itself (a benchmark) is left as it is."""
+    if count == 0 or _CPU_THREADS.get("count", count) in (count, None):  # None: the owner's setting
+        if count and "count" not in _CPU_THREADS:
+            _set_threads(count)
+        return
+    raise ConfigError(f"run.cpu_threads {count}: this process already runs CPU kernels on "
+                      f"{_CPU_THREADS['count']} threads (MindSpore sets them once per process)")
+
+
+def _set_threads(count):
+    try:
+        ms.device_context.cpu.op_tuning.threads_num(count)
+        _CPU_THREADS["count"] = count
+    except RuntimeError:  # set before by whoever started the process: theirs to choose
+        _CPU_THREADS["count"] = None
 
 
 def select_device(target, device_id):
