@@ -369,7 +369,6 @@ def dataclasses_replace(cfg, base):
     return dataclasses.replace(cfg, base=dataclasses.replace(cfg.base, steps=base))
 
 
-@pytest.mark.slow
 def test_stylizer_registry_on_the_run(run):
     from modify_ms.stylizers import create_stylizer, is_multimodal
 
@@ -401,7 +400,6 @@ def test_phases_of_the_clip_side_dispatch_lazily(tmp_path):
     assert calls == [(cfg, "R")]
 
 
-@pytest.mark.slow
 def test_stylize_evaluate_and_compare_tools_on_the_run(run, tmp_path):
     """tools/stylize.py --method mmfs (outputs and --variants), tools/evaluate.py and tools/compare.py
     on the MMFS run: the same files and tables as for the other methods."""
