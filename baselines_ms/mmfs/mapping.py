@@ -114,10 +114,11 @@ class ClipPhaseTrainer(MMFSTrainer):
         self.step = 0
         self.ckpts = RunCheckpoints(run_dir, cfg.run.keep_checkpoints)
 
-    def build_phase(self, cfg, log):
-        raise NotImplementedError
+    def build_phase(self, cfg, log):  # abstract: ClipMappingTrainer, prompting.FewShotTrainer
+        raise NotImplementedError(f"{type(self).__name__} must define build_phase")
 
     def log_step(self, record, total, bar, metrics, pending):
+        # the progress keys are the subclass's own (MMFSTrainer.log_step switches them per stage)
         Stage1Trainer.log_step(self, record, total, bar, metrics, pending)
 
 
@@ -158,9 +159,6 @@ class ClipMappingTrainer(ClipPhaseTrainer):
         self.cells["ema"]()
         self.step += 1
         return dict({"step": self.step, "phase": PHASE, "loss": total}, **dict(zip(TERMS, terms)))
-
-    def log_step(self, record, total, bar, metrics, pending):
-        Stage1Trainer.log_step(self, record, total, bar, metrics, pending)
 
     def sample_grids(self):
         """{'clip_mapping': rows [held photos, the frozen Stylizer's target with one z, the EMA
