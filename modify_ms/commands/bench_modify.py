@@ -61,7 +61,8 @@ def narrow_overrides(cfg):
             f"model.loss_nets.identity_channels={list(cfg['id_channels'])}",
             f"model.loss_nets.identity_units={list(cfg['id_units'])}",
             f"model.remap.xi={cfg['xi']}", f"model.remap.n_layers={cfg['remap_layers']}",
-            "run.compile_cache=false", "weights.require=false"]
+            "run.compile_cache=false", "weights.require=false",
+            "weights.generator=", "weights.encoder="]  # random weights: the quickstart's prior is 64 px
 
 
 def host_images(cfg, batch, count):

@@ -8,6 +8,8 @@ logits [B, 1]. The interpolation weights ``alpha`` [B, 1, 1, 1] are drawn on the
 import mindspore as ms
 from mindspore import nn, ops
 
+from ..nn import expand_as
+
 KINDS = ("wgan", "logistic")
 
 
@@ -47,6 +49,7 @@ class LipschitzPenalty(nn.Cell):
 
     @ms.jit  # compiled even under PYNATIVE: MindSpore 2.10's PYNATIVE double backward is wrong here
     def construct(self, real, fake, alpha):
+        alpha = expand_as(alpha, real)  # nn/broadcast.py
         x_hat = alpha * real + (1.0 - alpha) * fake
         grad = self.input_grad(self.sum_logits)(x_hat)
         norm = ops.sqrt((grad * grad).sum(axis=(1, 2, 3)) + 1e-12)

@@ -19,6 +19,7 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from ..models.irse import freeze
+from ..nn import expand_as
 
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
@@ -88,7 +89,7 @@ class NetLinLayer(nn.Cell):
 
 
 def unit_normalize(x, eps=NORM_EPS):
-    return x / (ops.sqrt((x * x).sum(axis=1, keepdims=True)) + eps)
+    return x / expand_as(ops.sqrt((x * x).sum(axis=1, keepdims=True)) + eps, x)
 
 
 class LPIPS(nn.Cell):
@@ -108,8 +109,8 @@ class LPIPS(nn.Cell):
         freeze(self)
 
     def construct(self, x, y):
-        fx = self.net((x - self.shift) / self.scale)
-        fy = self.net((y - self.shift) / self.scale)
+        fx = self.net((x - expand_as(self.shift, x)) / expand_as(self.scale, x))
+        fy = self.net((y - expand_as(self.shift, y)) / expand_as(self.scale, y))
         lins = (self.lin0, self.lin1, self.lin2, self.lin3, self.lin4)
         total = 0.0
         for k in range(5):

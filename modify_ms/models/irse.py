@@ -16,6 +16,8 @@ can never switch it to batch statistics or update its moving averages.
 """
 from mindspore import nn, ops
 
+from ..nn import expand_as
+
 UNITS = {50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 152: (3, 8, 36, 3)}
 CHANNELS = (64, 128, 256, 512)
 SE_REDUCTION = 16
@@ -49,7 +51,7 @@ class SEModule(nn.Cell):
     def construct(self, x):
         s = x.mean(axis=(2, 3), keep_dims=True)
         s = ops.sigmoid(self.fc2(ops.relu(self.fc1(s))))
-        return x * s
+        return x * expand_as(s, x)
 
 
 class Subsample(nn.Cell):

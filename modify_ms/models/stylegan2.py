@@ -12,7 +12,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
-from ..nn import (Blur, EqualConv2d, EqualLinear, FusedLeakyReLU, ModulatedConv2d, NoiseInjection, PixelNorm,
+from ..nn import (Blur, EqualConv2d, expand_as, EqualLinear, FusedLeakyReLU, ModulatedConv2d, NoiseInjection, PixelNorm,
                   Upsample)
 from .layout import check_size, check_stddev_batch, n_latent_for, stddev_group_for  # noqa: F401  (re-exported)
 
@@ -61,7 +61,7 @@ class ToRGB(nn.Cell):
         self.bias = Parameter(Tensor(np.zeros((1, 3, 1, 1), np.float32)), name="bias")
 
     def construct(self, x, style, skip=None):
-        out = self.conv(x, style) + self.bias
+        out = ops.bias_add(self.conv(x, style), self.bias.reshape(-1))  # not a broadcasting add (nn/broadcast.py)
         if skip is not None:
             out = out + self.upsample(skip)
         return out
@@ -219,7 +219,7 @@ def minibatch_stddev(x, group_size=4, num_features=1):
         raise ValueError(f"minibatch stddev: {c} channels cannot be split into {num_features} features")
     y = x.reshape(group, b // group, num_features, c // num_features, h, w)
     # variance written out: ops.var's gradient is NaN over a group of one (batch-1 stage 2)
-    y = y - y.mean(axis=0, keep_dims=True)
+    y = y - expand_as(y.mean(axis=0, keep_dims=True), y)
     y = ops.sqrt((y * y).mean(axis=0) + 1e-8)                     # [B/G, F, C/F, H, W]
     y = y.mean(axis=(2, 3, 4)).reshape(b // group, num_features, 1, 1)
     y = ops.tile(y, (group, 1, h, w))

@@ -1,4 +1,9 @@
-"""Scaled leaky ReLU, as StyleGAN2 uses it everywhere: leaky_relu(x + b, 0.2) * sqrt(2)."""
+"""Scaled leaky ReLU, as StyleGAN2 uses it everywhere: leaky_relu(x + b, 0.2) * sqrt(2).
+
+Written as relu(x) * (1 - slope) + x * slope, and the bias as ``bias_add``: MindSpore 2.10's CPU
+LeakyReLU and broadcasting-add kernels keep buffers of about 4x their output for the life of a
+compiled graph; ReLU, BiasAdd and same-shape arithmetic keep none (docs/memory.md).
+"""
 import math
 
 import numpy as np
@@ -10,7 +15,7 @@ SQRT2 = math.sqrt(2.0)
 
 def scaled_leaky_relu(x, negative_slope=0.2, scale=SQRT2):
     """leaky_relu(x) * scale; the sqrt(2) gain keeps the activation variance at 1."""
-    return ops.leaky_relu(x, negative_slope) * scale
+    return ops.relu(x) * ((1.0 - negative_slope) * scale) + x * (negative_slope * scale)
 
 
 class FusedLeakyReLU(nn.Cell):
@@ -23,5 +28,4 @@ class FusedLeakyReLU(nn.Cell):
         self.scale = scale
 
     def construct(self, x):
-        bias = self.bias.reshape((1, -1) + (1,) * (x.ndim - 2))
-        return scaled_leaky_relu(x + bias, self.negative_slope, self.scale)
+        return scaled_leaky_relu(ops.bias_add(x, self.bias), self.negative_slope, self.scale)

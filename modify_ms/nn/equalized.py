@@ -56,5 +56,5 @@ class EqualConv2d(nn.Cell):
     def construct(self, x):
         out = ops.conv2d(x, self.weight * self.scale, stride=self.stride, pad_mode="pad", padding=self.padding)
         if self.has_bias:
-            out = out + self.bias.reshape(1, -1, 1, 1)
+            out = ops.bias_add(out, self.bias)  # not a broadcasting add (nn/broadcast.py)
         return out

@@ -14,6 +14,7 @@ import math
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
+from .broadcast import expand_as
 from .equalized import EqualLinear
 from .fir import Blur
 
@@ -43,10 +44,11 @@ class ModulatedConv2d(nn.Cell):
         b, _, h, w = x.shape
         k, cin, cout = self.kernel_size, self.in_channel, self.out_channel
         styles = self.modulation(style)                                               # [B, in]
-        wgt = (self.weight * self.scale) * styles.reshape(b, 1, cin, 1, 1)             # [B, out, in, k, k]
+        shape = (b, cout, cin, k, k)                                                   # broadcasts explicit: nn/broadcast.py
+        wgt = ops.broadcast_to(self.weight * self.scale, shape) * ops.broadcast_to(styles.reshape(b, 1, cin, 1, 1), shape)
         if self.demodulate:
             d = ops.rsqrt((wgt * wgt).sum(axis=(2, 3, 4)) + 1e-8)                      # [B, out]
-            wgt = wgt * d.reshape(b, cout, 1, 1, 1)
+            wgt = wgt * ops.broadcast_to(d.reshape(b, cout, 1, 1, 1), shape)
         x = x.reshape(1, b * cin, h, w)
         if not self.upsample:
             out = ops.conv2d(x, wgt.reshape(b * cout, cin, k, k), pad_mode="pad", padding=k // 2, groups=b)

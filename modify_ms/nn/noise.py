@@ -6,6 +6,8 @@ never inside compiled code.
 import numpy as np
 from mindspore import Parameter, Tensor, nn
 
+from .broadcast import expand_as
+
 
 class NoiseInjection(nn.Cell):
     def __init__(self):
@@ -13,4 +15,4 @@ class NoiseInjection(nn.Cell):
         self.weight = Parameter(Tensor(np.zeros(1, np.float32)), name="weight")  # rosinality starts at 0
 
     def construct(self, x, noise):
-        return x + self.weight * noise
+        return x + expand_as(self.weight * noise, x)
